@@ -1,0 +1,3 @@
+from hdsl.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The ``hdsl`` command line (typer + rich).
+
+Each feature keeps its commands in its own module under ``hdsl/commands``
+exposing ``register(app)``; this file only assembles them and turns
+diagnostics into exit code 3 instead of a traceback.
+
+Exit codes (documented in the README):
+  0  every query proved / every measurement passed
+  1  something falsified / failed (a confirmed counterexample)
+  2  something unknown, timed out or inconclusive (and nothing falsified)
+  3  the spec or an input file has errors (diagnostics printed)
+  4  internal error (a bug in hdsl: please report it)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from enum import IntEnum
+
+import typer
+from rich.console import Console
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FALSIFIED = 1
+    UNDECIDED = 2
+    SPEC_ERROR = 3
+    INTERNAL = 4
+
+
+app = typer.Typer(
+    name="hdsl",
+    help="Specify and verify neural networks: hierarchical robustness, XAI faithfulness, causal alignment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Feature modules that contribute commands; each exposes ``register(app)``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@app.callback()
+def _root() -> None:
+    """Specify and verify neural networks: hierarchical robustness, XAI faithfulness, causal alignment."""
+
+
+@app.command()
+def version() -> None:
+    """Print hdsl's version."""
+    from hdsl import __version__
+
+    typer.echo(__version__)
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def print_diagnostics(diagnostics, console: Console | None = None) -> None:
+    console = console or Console(stderr=True, highlight=False)
+    for d in diagnostics:
+        console.print(d.render(), markup=False, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; diagnostics become exit 3, bugs exit 4 without a traceback."""
+    from hdsl.diagnostics import HdslError
+
+    try:
+        app(args=argv, standalone_mode=True)
+    except HdslError as err:
+        print_diagnostics(err.diagnostics)
+        sys.exit(ExitCode.SPEC_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+        if os.environ.get("HDSL_DEBUG"):
+            raise
+        Console(stderr=True).print(
+            f"[bold red]internal error[/]: {type(exc).__name__}: {exc}\n"
+            "This is a bug in hdsl. Re-run with HDSL_DEBUG=1 for the traceback and report it."
+        )
+        sys.exit(ExitCode.INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

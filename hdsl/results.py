@@ -1,0 +1,64 @@
+"""Verdicts and results, shared by every backend and report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    PROVED = "proved"
+    FALSIFIED = "falsified"  # only with a counterexample replayed on the real model
+    UNKNOWN = "unknown"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Counterexample:
+    """An input that violates the spec, with the outputs of the real model on it.
+
+    ``x`` is flattened in the network input's memory order (raw input space);
+    ``y`` are the outputs computed by the replay (onnxruntime for ONNX files).
+    """
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    margin: float  # the spec's margin on y (<= 0 means violated)
+    replayed_with: str  # e.g. "onnxruntime"
+    max_abs_diff: float = 0.0  # |replay - internal| on the outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    query_id: str
+    verdict: Verdict
+    backend: str = ""
+    stage: str = ""  # which step decided it: "concrete", "attack", "ibp", "crown", "alpha", "bab", "z3"
+    margin: float | None = None  # proved: certified lower bound (>0); falsified: counterexample margin
+    counterexample: Counterexample | None = None
+    time_s: float = 0.0
+    message: str = ""
+    stats: tuple[tuple[str, float], ...] = field(default=())
+
+    def to_json(self) -> dict:
+        d = {
+            "query": self.query_id,
+            "verdict": self.verdict.value,
+            "backend": self.backend,
+            "stage": self.stage,
+            "margin": self.margin,
+            "time_s": round(self.time_s, 6),
+            "message": self.message,
+            "stats": dict(self.stats),
+        }
+        if self.counterexample is not None:
+            ce = self.counterexample
+            d["counterexample"] = {
+                "x": list(ce.x),
+                "y": list(ce.y),
+                "margin": ce.margin,
+                "replayed_with": ce.replayed_with,
+                "max_abs_diff": ce.max_abs_diff,
+            }
+        return d
