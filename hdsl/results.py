@@ -62,3 +62,46 @@ class Result:
                 "max_abs_diff": ce.max_abs_diff,
             }
         return d
+
+
+class Status(str, Enum):
+    """Outcome of a statistical measurement against its threshold."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"  # the confidence interval straddles the threshold
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementResult:
+    """A measured quantity with its statistics (faithfulness, IIA, ...)."""
+
+    item_id: str
+    status: Status
+    estimate: float
+    interval: tuple[float, float] | None = None
+    confidence: float | None = None
+    samples: int = 0
+    threshold: float | None = None
+    comparison: str = ""  # e.g. "<=" or ">="
+    method: str = ""  # e.g. "bootstrap", "clopper-pearson", "exhaustive"
+    time_s: float = 0.0
+    message: str = ""
+    details: tuple[tuple[str, object], ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "item": self.item_id,
+            "status": self.status.value,
+            "estimate": self.estimate,
+            "interval": list(self.interval) if self.interval else None,
+            "confidence": self.confidence,
+            "samples": self.samples,
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "method": self.method,
+            "time_s": round(self.time_s, 6),
+            "message": self.message,
+            "details": {k: v for k, v in self.details},
+        }
