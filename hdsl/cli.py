@@ -40,7 +40,10 @@ app = typer.Typer(
 )
 
 # Feature modules that contribute commands; each exposes ``register(app)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "hdsl.commands.vnnlib",
+    "hdsl.commands.bench",
+)
 
 
 @app.callback()
