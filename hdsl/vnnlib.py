@@ -520,7 +520,8 @@ def property_from_query(query: Query, center: Sequence[float] | None = None) -> 
     Regions live in hdsl's *raw* input space; when the model declares a
     normalisation, the boxes are mapped through it (per channel, channel-first)
     and rounded outward by one ulp, so the exported box contains the true image.
-    An ``LinfBall`` needs ``center`` (the flattened data point).
+    An ``LinfBall``'s centre is read from its dataset unless ``center`` (flattened) is given;
+    the ball is written as the box ``[c - eps, c + eps]`` clipped to the model's input domain.
     """
     from hdsl.ir import LinfBall
 
@@ -533,12 +534,10 @@ def property_from_query(query: Query, center: Sequence[float] | None = None) -> 
         if isinstance(region, UnionRegion):
             return [b for p in region.parts for b in boxes_of(p)]
         if isinstance(region, LinfBall):
-            if center is None:
-                raise HdslError.single("V201", f"query {query.id}: an L-infinity ball needs its centre point to be written to VNN-LIB",
-                                       query.span, hint="pass center= (the flattened data point)")
+            point = center if center is not None else _data_point(region)
             lo_d, hi_d = region.domain
-            lower = tuple(max(float(c) - region.eps, lo_d) for c in center)
-            upper = tuple(min(float(c) + region.eps, hi_d) for c in center)
+            lower = tuple(max(float(c) - region.eps, lo_d) for c in point)
+            upper = tuple(min(float(c) + region.eps, hi_d) for c in point)
             return [Box(lower, upper)]
         raise HdslError.single("V201", f"query {query.id}: region {type(region).__name__} cannot be written to VNN-LIB",
                                query.span)
@@ -558,6 +557,14 @@ def property_from_query(query: Query, center: Sequence[float] | None = None) -> 
         m = (max(used) + 1) if used else 1
     region: Region = boxes[0] if len(boxes) == 1 else UnionRegion(tuple(boxes))
     return VnnlibProperty(net.path, n, m, region, query.spec)
+
+
+def _data_point(ball) -> list[float]:
+    """The flattened centre of an L-infinity ball, read from its dataset (raw input space)."""
+    from hdsl.data import load_dataset
+
+    data = load_dataset(ball.center.data)
+    return [float(v) for v in data.x[ball.center.index].reshape(-1)]
 
 
 def _normalise_box(b: Box, shape: tuple[int, ...], mean, std) -> Box:

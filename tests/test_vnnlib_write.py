@@ -53,13 +53,16 @@ def test_nothing_unsafe_is_written_unsatisfiable():
         assert not p.spec.violated_by(y)
 
 
-def test_linf_ball_needs_its_centre_and_is_clipped():
-    ball = LinfBall(DataPoint(Dataset("d", "d.npz", "npz"), 0), 0.1, (0.0, 1.0))
+def test_linf_ball_is_written_as_a_clipped_box(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.array([[0.05, 0.5, 0.95], [0.2, 0.2, 0.2]], dtype=np.float32), y=np.array([1, 0]))
+    ball = LinfBall(DataPoint(Dataset("d", str(tmp_path / "d.npz"), "npz"), 0), 0.1, (0.0, 1.0))
     q = query(ball, OutputSpec((Conjunction((c(((1, 1.0), (0, -1.0))),)),)))
-    with pytest.raises(HdslError):
-        write_vnnlib(q)
-    p = roundtrip(q, center=[0.05, 0.5, 0.95])
-    assert p.region == Box((0.0, 0.5 - 0.1, 0.95 - 0.1), (0.05 + 0.1, 0.5 + 0.1, 1.0))
+    centre = [float(np.float32(v)) for v in (0.05, 0.5, 0.95)]
+    expected = Box((0.0, centre[1] - 0.1, centre[2] - 0.1), (centre[0] + 0.1, centre[1] + 0.1, 1.0))
+    assert roundtrip(q).region == expected  # centre read from the dataset
+    assert roundtrip(q, center=[0.05, 0.5, 0.95]).region == Box((0.0, 0.4, 0.95 - 0.1), (0.05 + 0.1, 0.6, 1.0))
 
 
 def test_normalisation_is_folded_outward():
