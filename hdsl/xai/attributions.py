@@ -92,6 +92,11 @@ def randomize_model(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         tensors = list(clone.parameters()) + [b for b in clone.buffers() if b.is_floating_point()]
+        graph = getattr(clone, "graph", None)
+        if graph is not None:  # an imported hdsl Graph keeps its weights in node params
+            graph.exact = None
+            tensors += [v for node in graph.nodes for k, v in node.params.items()
+                        if isinstance(v, torch.Tensor) and v.is_floating_point() and node.op != "affine"]
         for t in tensors:
             if t.numel() < 2:
                 continue
@@ -128,6 +133,10 @@ def _one_batch(method: str, model, x: torch.Tensor, y: torch.Tensor, opts: dict,
                                              baselines=float(opts["baseline"]), target=target,
                                              perturbations_per_eval=64)
     if method == "grad_cam":
+        if getattr(model, "graph", None) is not None:
+            from hdsl.xai.model import graph_grad_cam
+
+            return graph_grad_cam(model, x, y, str(opts["layer"]), bool(opts["relu"]))
         layer = _last_conv(model, str(opts["layer"]))
         cam = ca.LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=bool(opts["relu"]))
         return ca.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
