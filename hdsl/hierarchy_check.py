@@ -1,0 +1,571 @@
+"""Hierarchical robustness ("abstract safety"): one verdict per (input, level), shared work across levels.
+
+For an input ``x0`` with label ``y``, an L∞ radius ``eps`` and a hierarchy, level
+``l`` holds iff for every ``x`` in the ball (clipped to the model's input range)
+``max_{j in S_l} f(x)_j > max_{k not in S_l} f(x)_k`` with ``S_l`` the leaves under
+``ancestor(y, l)`` (strict: a tie is unsafe). ``S_0`` is every class, so level 0
+always holds.
+
+Why one driver rather than independent queries: the levels are nested
+(``S_d ⊆ ... ⊆ S_1``), so a proof at a level proves every ancestor and a
+counterexample at a level falsifies every descendant, and one bound pass over
+all class-pair differences ``y_j - y_k`` serves every level. The stages, each
+only on what is still open:
+
+1. ``concrete``  -- the input itself (a misclassification is a counterexample);
+2. ``attack``    -- PGD on ``max_K y - max_S y``, coarse to fine (a counterexample
+   at a coarse level settles every finer one);
+3. ``pairs``     -- CROWN lower bounds of all ``y_j - y_k`` (one pass): level ``l``
+   is proved when every outside class ``k`` has one witness ``j in S`` with
+   ``LB(y_j - y_k) > 0`` (the naive per-pair method);
+4. ``lambda``    -- for each open outside class ``k``, the best convex combination
+   ``Σ λ_j (y_j - y_k)`` (``hdsl.bounds.disjunction``), started at the best witness;
+5. ``split`` / ``exact`` -- the planner's branch and bound and Z3 on the level's
+   query, leaf first (a proof there settles all), then coarse to fine, stopping
+   at the first level that stays open.
+
+Every counterexample is replayed with onnxruntime on the real model before it
+is reported; an unconfirmed one leaves the level open.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hdsl import ir
+from hdsl.hierarchy import lca_depth, level_sets, node_name
+from hdsl.results import Counterexample, Result, Verdict
+
+STAGES = ("concrete", "attack", "pairs", "lambda", "split", "exact")
+METHODS = ("pairs", "lambda", "split", "exact")  # the proving methods, weakest first
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class LevelVerdict:
+    """The verdict for one level of one input at one radius.
+
+    ``propagated_from`` names the level whose computed verdict implied this one
+    (None when this level was decided itself).
+    """
+
+    level: int
+    node: str
+    classes: tuple[int, ...]
+    verdict: Verdict
+    stage: str = ""
+    propagated_from: int | None = None
+    margin: float | None = None
+    counterexample: Counterexample | None = None
+    adversarial_class: int | None = None
+    severity: int | None = None  # depth of the LCA of the true and the adversarial class
+    time_s: float = 0.0
+
+    def to_json(self) -> dict:
+        d = {
+            "level": self.level,
+            "node": self.node,
+            "classes": list(self.classes),
+            "verdict": self.verdict.value,
+            "stage": self.stage,
+            "propagated_from": self.propagated_from,
+            "margin": self.margin,
+            "adversarial_class": self.adversarial_class,
+            "severity": self.severity,
+            "time_s": round(self.time_s, 6),
+        }
+        if self.counterexample is not None:
+            ce = self.counterexample
+            d["counterexample"] = {"margin": ce.margin, "replayed_with": ce.replayed_with,
+                                   "max_abs_diff": ce.max_abs_diff, "y": list(ce.y)}
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    """All levels of one input at one radius (levels ordered root first)."""
+
+    index: int
+    label: int
+    eps: float
+    levels: tuple[LevelVerdict, ...]
+    time_s: float = 0.0
+
+    @property
+    def deepest_verified(self) -> int:
+        """The deepest level proved (0 = only the root, which always holds)."""
+        best = 0
+        for lv in self.levels:
+            if lv.verdict is Verdict.PROVED:
+                best = max(best, lv.level)
+        return best
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "label": self.label, "eps": self.eps,
+                "deepest_verified": self.deepest_verified, "time_s": round(self.time_s, 6),
+                "levels": [lv.to_json() for lv in self.levels]}
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusResult:
+    """Certified radius of one level by bisection: proved at ``certified``; ``falsified_at`` is
+    the smallest radius with a confirmed counterexample (None if none was found)."""
+
+    index: int
+    label: int
+    level: int
+    certified: float  # math.inf when the level holds on the whole input domain
+    falsified_at: float | None
+    steps: int
+    time_s: float
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "label": self.label, "level": self.level,
+                "certified": "inf" if math.isinf(self.certified) else self.certified,
+                "falsified_at": self.falsified_at, "steps": self.steps, "time_s": round(self.time_s, 6)}
+
+
+def verdict_monotone(levels: Sequence[LevelVerdict]) -> bool:
+    """Proved levels form a prefix (root side), falsified ones a suffix (leaf side)."""
+    vs = [lv.verdict for lv in sorted(levels, key=lambda lv: lv.level)]
+    last_proved = max((i for i, v in enumerate(vs) if v is Verdict.PROVED), default=-1)
+    first_false = min((i for i, v in enumerate(vs) if v is Verdict.FALSIFIED), default=len(vs))
+    return (all(v is Verdict.PROVED for v in vs[: last_proved + 1])
+            and all(v is Verdict.FALSIFIED for v in vs[first_false:])
+            and last_proved < first_false)
+
+
+# --------------------------------------------------------------------------- the checker
+
+
+@dataclass
+class _Open:
+    """Mutable per-level state while the stages run."""
+
+    level: int
+    node: str
+    classes: tuple[int, ...]
+    outside: tuple[int, ...]
+    verdict: Verdict = Verdict.UNKNOWN
+    stage: str = ""
+    propagated_from: int | None = None
+    margin: float | None = None
+    ce: Counterexample | None = None
+    adv: int | None = None
+    open_k: set[int] = field(default_factory=set)  # outside classes not yet excluded
+    time_s: float = 0.0
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in (Verdict.PROVED, Verdict.FALSIFIED)
+
+
+class HierarchyChecker:
+    """Checks the levels of one hierarchy on one network, point by point.
+
+    ``methods`` restricts the proving stages (subset of ``METHODS``); the
+    concrete check, the attack and replay always run unless ``attack=False``.
+    """
+
+    def __init__(self, network: ir.Network, hierarchy: ir.Hierarchy, *,
+                 methods: Sequence[str] = METHODS, attack: bool = True,
+                 attack_steps: int = 40, attack_restarts: int = 2,
+                 lambda_steps: int = 60, split_timeout: float = 10.0,
+                 seed: int = 0, graph=None):
+        unknown = set(methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+        self.network = network
+        self.hierarchy = hierarchy
+        self.methods = tuple(m for m in METHODS if m in methods)
+        self.attack = attack
+        self.attack_steps = attack_steps
+        self.attack_restarts = attack_restarts
+        self.lambda_steps = lambda_steps
+        self.split_timeout = split_timeout
+        self.seed = seed
+        self._graph = graph
+        n = len(hierarchy.classes)
+        # all ordered pairs (j, k), j != k: row r is y_j - y_k
+        self.pairs = [(j, k) for j in range(n) for k in range(n) if j != k]
+        self.pair_row = {p: r for r, p in enumerate(self.pairs)}
+
+    # ---- model plumbing
+
+    @property
+    def graph(self):
+        """The network on raw inputs (normalisation folded in), float32, CPU."""
+        if self._graph is None:
+            from hdsl.nn import load_onnx
+
+            g = load_onnx(self.network.path)
+            if self.network.mean is not None and self.network.std is not None:
+                g = g.with_normalization(self.network.mean, self.network.std)
+            self._graph = g
+        return self._graph
+
+    def domain(self) -> tuple[float, float]:
+        return self.network.input_range or (-math.inf, math.inf)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            t = torch.as_tensor(np.asarray(x, np.float32)).reshape(-1, *self.graph.input_shape)
+            return self.graph.forward(t).double().numpy()
+
+    def replay(self, x: np.ndarray, classes: tuple[int, ...]) -> Counterexample | None:
+        """Re-run ``x`` on the real model (onnxruntime); the counterexample if it violates the level."""
+        from hdsl.nn.ort import run_onnx
+
+        x = np.asarray(x, np.float32).reshape(1, -1)
+        xin = x
+        if self.network.mean is not None and self.network.std is not None:
+            xin = self._normalise(x)
+        y = run_onnx(self.network.path, xin.reshape(1, *self._onnx_shape()))[0].astype(np.float64)
+        m = set_margin(y, classes)
+        if m > 0:
+            return None
+        internal = self.forward(x)[0]
+        return Counterexample(tuple(float(v) for v in x.ravel()), tuple(float(v) for v in y), float(m),
+                              "onnxruntime", float(np.max(np.abs(internal - y))))
+
+    def _onnx_shape(self) -> tuple[int, ...]:
+        return tuple(self.network.input_shape) if self.network.input_shape else self.graph.input_shape
+
+    def _normalise(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        shape = self.graph.input_shape
+        mean = np.asarray(self.network.mean, np.float64).reshape(-1)
+        std = np.asarray(self.network.std, np.float64).reshape(-1)
+        if len(mean) == 1:
+            b = ()
+        elif len(mean) == shape[0]:
+            b = (len(mean),) + (1,) * (len(shape) - 1)
+        else:
+            b = (len(mean),)
+        xs = x.reshape(-1, *shape).astype(np.float64)
+        out = (xs - mean.reshape(b)) / std.reshape(b)
+        del torch
+        return out.astype(np.float32)
+
+    def ball(self, x0: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """The L∞ ball clipped to the domain, as float32 bounds that contain every float32 point."""
+        lo_d, hi_d = self.domain()
+        x0 = np.asarray(x0, np.float64).ravel()
+        lo = np.maximum(x0 - eps, lo_d)
+        hi = np.minimum(x0 + eps, hi_d)
+        lo32 = lo.astype(np.float32)
+        hi32 = hi.astype(np.float32)
+        # round outward so the float32 box contains the real one
+        lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+        hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
+        # but never outside the domain / a point's own coordinates
+        lo32 = np.maximum(lo32, np.float32(lo_d)) if np.isfinite(lo_d) else lo32
+        hi32 = np.minimum(hi32, np.float32(hi_d)) if np.isfinite(hi_d) else hi32
+        return lo32, hi32
+
+    # ---- public entry points
+
+    def check_point(self, x0: np.ndarray, label: int, eps: float, index: int = 0,
+                    deadline: float | None = None) -> PointResult:
+        """Every level of ``(x0, label)`` at radius ``eps``."""
+        t0 = time.perf_counter()
+        h = self.hierarchy
+        n = len(h.classes)
+        states: list[_Open] = []
+        path = h.path_to(h.classes[label])
+        for level, cls in level_sets(h, label):
+            outside = tuple(k for k in range(n) if k not in cls)
+            states.append(_Open(level, node_name(path[level]), cls, outside, open_k=set(outside)))
+        root = states[0]
+        root.verdict, root.stage, root.margin = Verdict.PROVED, "trivial", math.inf
+        for st in states[1:]:
+            if not st.outside:  # a level that is every class
+                st.verdict, st.stage, st.margin = Verdict.PROVED, "trivial", math.inf
+        lo, hi = self.ball(x0, eps)
+        x0f = np.asarray(x0, np.float32).ravel()
+
+        self._stage_concrete(states, x0f, label)
+        if self.attack:
+            self._stage_attack(states, x0f, lo, hi, label)
+        if any(not s.decided for s in states) and ({"pairs", "lambda"} & set(self.methods)):
+            self._stage_bounds(states, lo, hi, label)
+        if any(not s.decided for s in states) and ({"split", "exact"} & set(self.methods)):
+            self._stage_complete(states, x0f, eps, label, index, deadline)
+        levels = tuple(self._finish(s, label) for s in states)
+        return PointResult(index, label, float(eps), levels, time.perf_counter() - t0)
+
+    def certified_radius(self, x0: np.ndarray, label: int, level: int, *, eps_max: float | None = None,
+                         tol: float = 1e-3, max_steps: int = 30, index: int = 0) -> RadiusResult:
+        """Largest radius proved for ``level`` by bisection (sound: the returned radius is proved)."""
+        t0 = time.perf_counter()
+        h = self.hierarchy
+        cls = dict(level_sets(h, label)).get(level, (label,))
+        if len(cls) == len(h.classes):
+            return RadiusResult(index, label, level, math.inf, None, 0, time.perf_counter() - t0)
+        lo_d, hi_d = self.domain()
+        if eps_max is None:
+            eps_max = (hi_d - lo_d) if math.isfinite(hi_d - lo_d) else 1.0
+        steps = 0
+
+        def status(eps: float) -> Verdict:
+            nonlocal steps
+            steps += 1
+            r = self.check_point(x0, label, eps, index)
+            lv = next((lv for lv in r.levels if lv.level == level), r.levels[-1])
+            return lv.verdict
+
+        good, bad = 0.0, None
+        v0 = status(0.0)
+        if v0 is not Verdict.PROVED:
+            return RadiusResult(index, label, level, 0.0, 0.0 if v0 is Verdict.FALSIFIED else None, steps,
+                                time.perf_counter() - t0)
+        top = status(eps_max)
+        if top is Verdict.PROVED:
+            full = math.isfinite(hi_d - lo_d) and eps_max >= hi_d - lo_d
+            return RadiusResult(index, label, level, math.inf if full else eps_max, None, steps,
+                                time.perf_counter() - t0)
+        upper = eps_max
+        if top is Verdict.FALSIFIED:
+            bad = eps_max
+        while upper - good > tol and steps < max_steps:
+            mid = 0.5 * (good + upper)
+            v = status(mid)
+            if v is Verdict.PROVED:
+                good = mid
+            else:
+                upper = mid
+                if v is Verdict.FALSIFIED:
+                    bad = mid
+        return RadiusResult(index, label, level, good, bad, steps, time.perf_counter() - t0)
+
+    # ---- stages
+
+    def _decide(self, states: list[_Open], i: int, verdict: Verdict, stage: str, *, margin=None, ce=None,
+                adv=None) -> None:
+        """Record a computed verdict at ``states[i]`` and propagate it (up for proofs, down for falsifications)."""
+        s = states[i]
+        s.verdict, s.stage, s.margin, s.ce, s.adv = verdict, stage, margin, ce, adv
+        if verdict is Verdict.PROVED:
+            for t in states[:i]:
+                if not t.decided:
+                    t.verdict, t.stage, t.propagated_from, t.margin = Verdict.PROVED, stage, s.level, None
+        elif verdict is Verdict.FALSIFIED:
+            for t in states[i + 1:]:
+                if not t.decided:
+                    t.verdict, t.stage, t.propagated_from = Verdict.FALSIFIED, stage, s.level
+                    t.ce, t.adv = ce, adv
+                    t.margin = set_margin(np.asarray(ce.y), t.classes) if ce is not None else None
+
+    def _stage_concrete(self, states, x0f, label) -> None:
+        t = time.perf_counter()
+        y = self.forward(x0f)[0]
+        for i, s in enumerate(states):
+            if s.decided:
+                continue
+            if set_margin(y, s.classes) <= 0:
+                ce = self.replay(x0f, s.classes)
+                if ce is not None:
+                    self._decide(states, i, Verdict.FALSIFIED, "concrete", margin=ce.margin, ce=ce,
+                                 adv=_top_outside(ce.y, s.classes))
+                    break
+        _charge(states, time.perf_counter() - t)
+
+    def _stage_attack(self, states, x0f, lo, hi, label) -> None:
+        """PGD from coarse to fine; the first confirmed counterexample settles that level and all finer ones."""
+        t = time.perf_counter()
+        for i, s in enumerate(states):
+            if s.decided:
+                continue
+            x = pgd_attack(self.graph, x0f, lo, hi, s.classes, steps=self.attack_steps,
+                           restarts=self.attack_restarts, seed=self.seed + i)
+            if x is None:
+                continue
+            ce = self.replay(x, s.classes)
+            if ce is not None:
+                self._decide(states, i, Verdict.FALSIFIED, "attack", margin=ce.margin, ce=ce,
+                             adv=_top_outside(ce.y, s.classes))
+                break
+        _charge(states, time.perf_counter() - t)
+
+    def _stage_bounds(self, states, lo, hi, label) -> None:
+        """One CROWN pass over all pair differences, then λ for what stays open."""
+        from hdsl.bounds.disjunction import level_bounds
+
+        t = time.perf_counter()
+        open_states = [s for s in states if not s.decided]
+        outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
+                               use_lambda="lambda" in self.methods, use_pairs=True,
+                               lambda_steps=self.lambda_steps)
+        # leaf first: a proof at the deepest proved level settles every ancestor
+        for s, res in sorted(zip(open_states, outcome), key=lambda p: -p[0].level):
+            if s.decided:
+                continue
+            s.open_k = set(res.open_outside)
+            if not s.open_k:
+                stage = res.stage if "lambda" in self.methods else "pairs"
+                if stage == "lambda" and "lambda" not in self.methods:
+                    continue
+                self._decide(states, states.index(s), Verdict.PROVED, stage, margin=res.margin)
+        _charge(states, time.perf_counter() - t)
+
+    def _stage_complete(self, states, x0f, eps, label, index, deadline) -> None:
+        """Planner (splitting, then Z3) per open level: leaf first, then coarse to fine."""
+        from hdsl.backends import Budget
+
+        order = [len(states) - 1] + list(range(1, len(states) - 1))
+        for i in order:
+            s = states[i]
+            if s.decided:
+                continue
+            if not s.open_k:
+                s.open_k = set(s.outside)
+            budget_s = self.split_timeout
+            if deadline is not None:
+                budget_s = max(0.0, min(budget_s, deadline - time.monotonic()))
+            if budget_s <= 0:
+                break
+            t = time.perf_counter()
+            q = self.level_query(x0f, eps, label, s.classes, sorted(s.open_k), index, s.level)
+            res = self._solve(q, Budget.seconds(budget_s))
+            dt = time.perf_counter() - t
+            s.time_s += dt
+            if res.verdict is Verdict.PROVED:
+                self._decide(states, i, Verdict.PROVED, _complete_stage(res), margin=res.margin)
+            elif res.verdict is Verdict.FALSIFIED and res.counterexample is not None:
+                ce = self.replay(np.asarray(res.counterexample.x), s.classes)
+                if ce is not None:
+                    self._decide(states, i, Verdict.FALSIFIED, _complete_stage(res), margin=ce.margin, ce=ce,
+                                 adv=_top_outside(ce.y, s.classes))
+            if i != len(states) - 1 and not s.decided:
+                break  # a finer level cannot be proved when this one is open
+
+    def _solve(self, query: ir.Query, budget) -> Result:
+        from hdsl.planner import solve_query
+
+        methods = set(self.methods)
+        stages = tuple(st for st in ("bab", "z3") if (st == "bab" and "split" in methods)
+                       or (st == "z3" and "exact" in methods))
+        return solve_query(query, budget, stages=stages)
+
+    def level_query(self, x0f, eps, label, classes, outside, index, level) -> ir.Query:
+        """The IR query of one level restricted to the outside classes still open."""
+        from hdsl.ir import Box, Conjunction, Constraint, LinearExpr, OutputSpec, Query
+
+        lo, hi = self.ball(x0f, eps)
+        unsafe = tuple(
+            Conjunction(tuple(Constraint(LinearExpr(((k, 1.0), (j, -1.0)))) for j in classes))
+            for k in outside)
+        return Query(id=f"{index}:eps={eps:g}:level={level}", network=self.network,
+                     region=Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi)),
+                     spec=OutputSpec(unsafe), property="hierarchy", index=index, label=label,
+                     level=level, eps=float(eps))
+
+    def _finish(self, s: _Open, label: int) -> LevelVerdict:
+        sev = None
+        if s.verdict is Verdict.FALSIFIED and s.adv is not None:
+            sev = lca_depth(self.hierarchy, label, s.adv)
+        return LevelVerdict(s.level, s.node, s.classes, s.verdict, s.stage, s.propagated_from, s.margin,
+                            s.ce, s.adv, sev, s.time_s)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def set_margin(y, classes: Sequence[int]) -> float:
+    """``max_S y - max_K y`` (> 0 safe; a tie is unsafe); +inf when K is empty."""
+    y = np.asarray(y, np.float64).ravel()
+    inside = np.zeros(len(y), bool)
+    inside[list(classes)] = True
+    if inside.all():
+        return math.inf
+    return float(y[inside].max() - y[~inside].max())
+
+
+def _top_outside(y, classes) -> int:
+    y = np.asarray(y, np.float64)
+    out = [k for k in range(len(y)) if k not in set(classes)]
+    return int(max(out, key=lambda k: y[k]))
+
+
+def _charge(states, dt: float) -> None:
+    open_ = [s for s in states if s.stage != "trivial"] or states
+    for s in open_:
+        s.time_s += dt / len(open_)
+
+
+def _complete_stage(res: Result) -> str:
+    return "exact" if res.stage in ("z3", "milp", "exact") else "split"
+
+
+def pgd_attack(graph, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, classes: Sequence[int], *,
+               steps: int = 40, restarts: int = 2, seed: int = 0) -> np.ndarray | None:
+    """Projected gradient descent on ``max_S y - max_K y`` inside ``[lo, hi]``.
+
+    Returns the best point found when its (torch) margin is <= 0, else None; the
+    caller replays it on the real model.
+    """
+    import torch
+
+    n_out = graph.output_size
+    inside = torch.zeros(n_out, dtype=torch.bool)
+    inside[list(classes)] = True
+    if bool(inside.all()):
+        return None
+    lo_t = torch.as_tensor(lo, dtype=torch.float32)
+    hi_t = torch.as_tensor(hi, dtype=torch.float32)
+    width = (hi_t - lo_t)
+    if float(width.max()) <= 0:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    starts = [torch.as_tensor(x0, dtype=torch.float32).clamp(lo_t, hi_t)]
+    starts += [lo_t + torch.rand(lo_t.shape, generator=gen) * width for _ in range(restarts)]
+    x = torch.stack(starts)
+    shape = graph.input_shape
+    step = 2.5 * width / max(steps, 1)
+    best_x, best_m = None, math.inf
+    neg = torch.finfo(torch.float32).min
+    for it in range(steps + 1):
+        x = x.detach().requires_grad_(True)
+        y = graph.forward(x.reshape(-1, *shape))
+        m = y.masked_fill(~inside, neg).max(1).values - y.masked_fill(inside, neg).max(1).values
+        mv = m.detach()
+        i = int(mv.argmin())
+        if float(mv[i]) < best_m:
+            best_m, best_x = float(mv[i]), x[i].detach().clone()
+        if best_m <= 0 or it == steps:
+            break
+        (g,) = torch.autograd.grad(m.sum(), x)
+        x = torch.minimum(torch.maximum(x - step * g.sign(), lo_t), hi_t)
+    if best_x is None or best_m > 0:
+        # corners often carry the violation for tiny / linear models: try the signed corner
+        return None
+    return best_x.numpy().astype(np.float32)
+
+
+def check_points(checker: HierarchyChecker, xs: np.ndarray, ys: np.ndarray, eps_values: Sequence[float],
+                 progress: Callable[[int, int], None] | None = None) -> list[PointResult]:
+    """Every point at every radius (the table of levels × eps)."""
+    out = []
+    total = len(xs) * len(eps_values)
+    done = 0
+    for eps in eps_values:
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            out.append(checker.check_point(x, int(y), float(eps), index=i))
+            done += 1
+            if progress:
+                progress(done, total)
+    return out
+
+
+__all__ = ["HierarchyChecker", "LevelVerdict", "PointResult", "RadiusResult", "check_points", "pgd_attack",
+           "set_margin", "verdict_monotone", "STAGES", "METHODS"]
