@@ -111,6 +111,7 @@ class Interchanger:
         self.cache = {n: torch.cat(v) for n, v in acts.items()}
         self.acts = {n: self.cache[n].reshape(len(self.x), -1) for n in self.nodes}
         self._sites: dict[str, _SiteTensors] = {}
+        self._slices: dict = {}
         for var, site in alignment.sites:
             rows = None
             if site.rotation is not None:
@@ -123,31 +124,51 @@ class Interchanger:
     def node_sizes(self) -> dict[str, int]:
         return {n: int(a.shape[1]) for n, a in self.acts.items()}
 
-    def patches(self, sources: dict[str, object]) -> dict[str, Callable]:
-        """Patch functions for ``{variable: source index tensor}`` (unaligned variables do nothing)."""
+    def patches(self, sources: dict[str, object], inplace: bool = False) -> dict[str, Callable]:
+        """Patch functions for ``{variable: source index tensor}`` (unaligned variables do nothing).
+
+        Only the aligned units of each source are gathered; ``inplace`` lets the splice write
+        into the node's value (safe when that value is a fresh gather, as in suffix runs).
+        """
         by_node: dict[str, list[tuple[_SiteTensors, object]]] = {}
         for var, src_idx in sources.items():
             st = self._sites.get(var)
             if st is None:
                 continue
-            by_node.setdefault(st.site.node, []).append((st, self.acts[st.site.node][src_idx]))
-        return {node: _splicer(items) for node, items in by_node.items()}
+            if st.rows is None:
+                src = self._slice(st.site)[src_idx]
+            else:
+                src = self.acts[st.site.node][src_idx]
+            by_node.setdefault(st.site.node, []).append((st, src))
+        return {node: _splicer(items, inplace) for node, items in by_node.items()}
+
+    def _slice(self, site: Site):
+        key = (site.node, site.start, site.stop)
+        if key not in self._slices:
+            self._slices[key] = self.acts[site.node][:, site.start:site.stop].contiguous()
+        return self._slices[key]
+
+    def aligned(self, variables) -> bool:
+        return any(v in self._sites for v in variables)
 
     def run(self, base_idx, sources: dict[str, object], extra: dict | None = None, full: bool = False):
         """Outputs [B, classes]: base rows ``base_idx``, each variable V spliced from rows ``sources[V]``.
 
         ``extra`` adds patches (e.g. a learned rotation); ``full`` forces a whole-graph forward pass.
         """
-        patch = self.patches(sources)
+        fast = self.suffix is not None and not full
+        patch = self.patches(sources, inplace=fast)
         if extra:
             patch.update(extra)
         if not patch:
             return self.out[base_idx]
-        if self.suffix is not None and not full and set(patch) <= set(self.nodes):
+        if fast and set(patch) <= set(self.nodes):
             out = self.suffix.run(self.cache, base_idx, patch)
             if out is None:
                 return self.out[base_idx]
             return out.reshape(out.shape[0], -1)
+        if fast:  # extra patches elsewhere: the splices must not write into shared values
+            patch = {**self.patches(sources), **(extra or {})}
         out, _ = forward(self.net, self.x[base_idx], patch=patch)
         return out.reshape(out.shape[0], -1)
 
@@ -155,22 +176,22 @@ class Interchanger:
         import torch
 
         with torch.no_grad():
-            if not self.patches(sources):
+            if not self.aligned(sources):
                 return self.pred[base_idx]
             return readout(self.run(base_idx, sources, full=full))
 
 
-def _splicer(items):
+def _splicer(items, inplace: bool = False):
     """h' = h + sum_V P_V (s_V - h): neuron ranges are copied, rotated ranges added as projections."""
 
     def fn(orig):
         shape = orig.shape
         h = orig.reshape(shape[0], -1)
-        out = h.clone()
+        out = h if inplace and all(st.rows is None for st, _ in items) else h.clone()
         for st, src in items:
             site = st.site
             if st.rows is None:
-                out[:, site.start:site.stop] = src[:, site.start:site.stop]
+                out[:, site.start:site.stop] = src
             else:
                 rows = st.rows.to(h.dtype)
                 out = out + ((src - h) @ rows.T) @ rows
