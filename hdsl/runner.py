@@ -1,0 +1,151 @@
+"""Run many independent items (queries, measurements): cached, parallel, resumable.
+
+Items go through the result store first (an unchanged item is never solved
+twice), then to one of three executors with identical results:
+
+* in-process (``workers=1``),
+* a pool of ``workers`` spawned processes on this machine (torch threads split
+  between them; spawn, not fork, because forking a process that already runs
+  torch's thread pools can deadlock),
+* a Ray cluster (``ray_address``: ``"local"`` starts one on this machine).
+
+The parent process writes every result to the store as soon as it arrives, so
+Ctrl-C or a crash loses at most the items in flight; ``RunInterrupted``
+carries the partial results for the caller to print.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from hdsl.results import MeasurementResult, Result
+from hdsl.store import ResultStore, item_key
+
+AnyResult = Result | MeasurementResult
+OnResult = Callable[[int, AnyResult, bool], None]  # (item position, result, came from the store)
+
+
+class RunInterrupted(Exception):
+    """Raised on Ctrl-C; ``results[i]`` is None for items not finished."""
+
+    def __init__(self, results: list[AnyResult | None]):
+        super().__init__("run interrupted")
+        self.results = results
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    timeout: float | None = None  # per item, unless the item's own options set one
+    workers: int = 1
+    ray_address: str | None = None
+    backend: str | None = None  # overrides every query's backend when set
+
+
+def effective_timeout(item: Any, default: float | None) -> float | None:
+    options = getattr(item, "options", None)
+    own = getattr(options, "timeout", None)
+    return own if own is not None else default
+
+
+def solve_item(item: Any, timeout: float | None, backend: str | None = None) -> AnyResult:
+    """Decide or measure one item in this process (the unit of work for every executor)."""
+    import dataclasses
+
+    from hdsl import planner
+    from hdsl.backends import Budget
+
+    options = getattr(item, "options", None)
+    if backend and options is not None and hasattr(options, "backend"):
+        item = dataclasses.replace(item, options=dataclasses.replace(options, backend=backend))
+    return planner.run_item(item, Budget.seconds(timeout))
+
+
+def _init_worker(threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+
+
+def run_items(
+    items: Sequence[Any],
+    config: RunConfig = RunConfig(),
+    store: ResultStore | None = None,
+    on_result: OnResult | None = None,
+) -> list[AnyResult]:
+    """Results for ``items``, in order. Raises ``RunInterrupted`` on Ctrl-C."""
+    results: list[AnyResult | None] = [None] * len(items)
+    keys = [item_key(it) for it in items] if store is not None else [None] * len(items)
+    timeouts = [effective_timeout(it, config.timeout) for it in items]
+
+    def finish(i: int, result: AnyResult, cached: bool) -> None:
+        results[i] = result
+        if store is not None and not cached:
+            store.put(keys[i], result, timeouts[i])
+        if on_result is not None:
+            on_result(i, result, cached)
+
+    pending: list[int] = []
+    for i in range(len(items)):
+        hit = store.get(keys[i], timeouts[i]) if store is not None else None
+        if hit is not None:
+            finish(i, hit, True)
+        else:
+            pending.append(i)
+
+    try:
+        if config.ray_address:
+            _run_ray(items, pending, timeouts, config, finish)
+        elif config.workers > 1 and len(pending) > 1:
+            _run_pool(items, pending, timeouts, config, finish)
+        else:
+            for i in pending:
+                finish(i, solve_item(items[i], timeouts[i], config.backend), False)
+    except KeyboardInterrupt:
+        raise RunInterrupted(results) from None
+    return results  # type: ignore[return-value]
+
+
+def _run_pool(items, pending, timeouts, config: RunConfig, finish) -> None:
+    workers = min(config.workers, len(pending))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
+    try:
+        futures = {pool.submit(solve_item, items[i], timeouts[i], config.backend): i for i in pending}
+        not_done = set(futures)
+        while not_done:
+            done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+            for fut in done:
+                finish(futures[fut], fut.result(), False)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_ray(items, pending, timeouts, config: RunConfig, finish) -> None:
+    try:
+        import ray
+    except ImportError:
+        from hdsl.diagnostics import HdslError
+
+        raise HdslError.single("E901", "--ray needs the 'ray' package", hint="pip install 'hdsl[ray]'") from None
+    if not ray.is_initialized():
+        address = None if config.ray_address in ("local", "") else config.ray_address
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    remote_solve = ray.remote(solve_item)
+    refs = {remote_solve.remote(items[i], timeouts[i], config.backend): i for i in pending}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                finish(refs.pop(ref), ray.get(ref), False)
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
