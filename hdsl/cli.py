@@ -43,6 +43,7 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = (
     "hdsl.commands.vnnlib",
     "hdsl.commands.bench",
+    "hdsl.commands.hierarchy",
 )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from hdsl import ir
 from hdsl.hierarchy import lca_depth, level_sets, node_name
-from hdsl.results import Counterexample, Result, Verdict
+from hdsl.results import Counterexample, Verdict
 
 STAGES = ("concrete", "attack", "pairs", "lambda", "split", "exact")
 METHODS = ("pairs", "lambda", "split", "exact")  # the proving methods, weakest first
@@ -178,7 +178,7 @@ class HierarchyChecker:
                  methods: Sequence[str] = METHODS, attack: bool = True,
                  attack_steps: int = 40, attack_restarts: int = 2,
                  lambda_steps: int = 60, split_timeout: float = 10.0,
-                 seed: int = 0, graph=None):
+                 seed: int = 0, max_split_dims: int = 16, graph=None):
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
@@ -192,6 +192,9 @@ class HierarchyChecker:
         self.split_timeout = split_timeout
         self.seed = seed
         self._graph = graph
+        self._pwl_net = None
+        self.max_split_dims = max_split_dims
+        self.notes: set[str] = set()
         n = len(hierarchy.classes)
         # all ordered pairs (j, k), j != k: row r is y_j - y_k
         self.pairs = [(j, k) for j in range(n) for k in range(n) if j != k]
@@ -287,10 +290,10 @@ class HierarchyChecker:
             outside = tuple(k for k in range(n) if k not in cls)
             states.append(_Open(level, node_name(path[level]), cls, outside, open_k=set(outside)))
         root = states[0]
-        root.verdict, root.stage, root.margin = Verdict.PROVED, "trivial", math.inf
+        root.verdict, root.stage = Verdict.PROVED, "trivial"
         for st in states[1:]:
             if not st.outside:  # a level that is every class
-                st.verdict, st.stage, st.margin = Verdict.PROVED, "trivial", math.inf
+                st.verdict, st.stage = Verdict.PROVED, "trivial"
         lo, hi = self.ball(x0, eps)
         x0f = np.asarray(x0, np.float32).ravel()
 
@@ -399,29 +402,27 @@ class HierarchyChecker:
 
     def _stage_bounds(self, states, lo, hi, label) -> None:
         """One CROWN pass over all pair differences, then λ for what stays open."""
-        from hdsl.bounds.disjunction import level_bounds
+        from hdsl.bounds.disjunction import Unsupported, level_bounds
 
         t = time.perf_counter()
         open_states = [s for s in states if not s.decided]
-        outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
-                               use_lambda="lambda" in self.methods, use_pairs=True,
-                               lambda_steps=self.lambda_steps)
+        try:
+            outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
+                                   use_pairs="pairs" in self.methods, use_lambda="lambda" in self.methods,
+                                   lambda_steps=self.lambda_steps)
+        except Unsupported as exc:
+            self.notes.add(f"bounds skipped: {exc}")
+            return
         # leaf first: a proof at the deepest proved level settles every ancestor
         for s, res in sorted(zip(open_states, outcome), key=lambda p: -p[0].level):
-            if s.decided:
-                continue
             s.open_k = set(res.open_outside)
-            if not s.open_k:
-                stage = res.stage if "lambda" in self.methods else "pairs"
-                if stage == "lambda" and "lambda" not in self.methods:
-                    continue
-                self._decide(states, states.index(s), Verdict.PROVED, stage, margin=res.margin)
+            if not s.decided and not s.open_k:
+                self._decide(states, states.index(s), Verdict.PROVED, res.stage, margin=res.margin)
         _charge(states, time.perf_counter() - t)
 
     def _stage_complete(self, states, x0f, eps, label, index, deadline) -> None:
-        """Planner (splitting, then Z3) per open level: leaf first, then coarse to fine."""
-        from hdsl.backends import Budget
-
+        """Splitting, then Z3, per open level: leaf first, then coarse to fine, stopping at the
+        first level that stays open (no finer level can be proved then)."""
         order = [len(states) - 1] + list(range(1, len(states) - 1))
         for i in order:
             s = states[i]
@@ -429,33 +430,78 @@ class HierarchyChecker:
                 continue
             if not s.open_k:
                 s.open_k = set(s.outside)
-            budget_s = self.split_timeout
-            if deadline is not None:
-                budget_s = max(0.0, min(budget_s, deadline - time.monotonic()))
-            if budget_s <= 0:
-                break
             t = time.perf_counter()
-            q = self.level_query(x0f, eps, label, s.classes, sorted(s.open_k), index, s.level)
-            res = self._solve(q, Budget.seconds(budget_s))
-            dt = time.perf_counter() - t
-            s.time_s += dt
-            if res.verdict is Verdict.PROVED:
-                self._decide(states, i, Verdict.PROVED, _complete_stage(res), margin=res.margin)
-            elif res.verdict is Verdict.FALSIFIED and res.counterexample is not None:
-                ce = self.replay(np.asarray(res.counterexample.x), s.classes)
-                if ce is not None:
-                    self._decide(states, i, Verdict.FALSIFIED, _complete_stage(res), margin=ce.margin, ce=ce,
-                                 adv=_top_outside(ce.y, s.classes))
+            for method in ("split", "exact"):
+                if method not in self.methods or s.decided:
+                    continue
+                budget_s = self.split_timeout
+                if deadline is not None:
+                    budget_s = min(budget_s, deadline - time.monotonic())
+                if budget_s <= 0:
+                    break
+                verdict, ce, msg = self._complete(method, x0f, eps, s.classes, sorted(s.open_k),
+                                                  time.monotonic() + budget_s)
+                if msg:
+                    self.notes.add(msg)
+                if verdict is Verdict.PROVED:
+                    self._decide(states, i, Verdict.PROVED, method)
+                elif verdict is Verdict.FALSIFIED and ce is not None:
+                    ce2 = self.replay(np.asarray(ce.x), s.classes)
+                    if ce2 is not None:
+                        self._decide(states, i, Verdict.FALSIFIED, method, margin=ce2.margin, ce=ce2,
+                                     adv=_top_outside(ce2.y, s.classes))
+            s.time_s += time.perf_counter() - t
             if i != len(states) - 1 and not s.decided:
-                break  # a finer level cannot be proved when this one is open
+                break
 
-    def _solve(self, query: ir.Query, budget) -> Result:
-        from hdsl.planner import solve_query
+    def _pwl(self):
+        """The network as explicit affine layers (fully connected ReLU nets), or None."""
+        if self._pwl_net is None:
+            from hdsl.exact.net import UnsupportedNetwork, from_onnx
 
-        methods = set(self.methods)
-        stages = tuple(st for st in ("bab", "z3") if (st == "bab" and "split" in methods)
-                       or (st == "z3" and "exact" in methods))
-        return solve_query(query, budget, stages=stages)
+            try:
+                net = from_onnx(self.network.path)
+                if self.network.mean is not None and self.network.std is not None:
+                    mean = np.asarray(self.network.mean, np.float64)
+                    std = np.asarray(self.network.std, np.float64)
+                    n = int(np.prod(self.graph.input_shape))
+                    net = net.with_input_affine(np.broadcast_to(1 / std, (n,)) if std.size == 1 else
+                                                np.repeat(1 / std, n // std.size),
+                                                np.broadcast_to(-mean / std, (n,)) if mean.size == 1 else
+                                                np.repeat(-mean / std, n // mean.size))
+                self._pwl_net = net
+            except (UnsupportedNetwork, Exception) as exc:  # noqa: BLE001 - any import failure: not applicable
+                self._pwl_net = False
+                self.notes.add(f"splitting/exact need a fully connected ReLU network: {exc}")
+        return self._pwl_net or None
+
+    def _complete(self, method, x0f, eps, classes, outside, deadline):
+        """Input splitting (low-dimensional inputs) or Z3 on one level; (verdict, counterexample, note)."""
+        from hdsl.exact.ort import OrtReplayer
+        from hdsl.exact.spec import spec_rows
+
+        net = self._pwl()
+        if net is None:
+            return Verdict.UNKNOWN, None, ""
+        q = self.level_query(x0f, eps, 0, classes, outside, 0, 0)
+        lo, hi = np.asarray(q.region.lower), np.asarray(q.region.upper)
+        rows = spec_rows(q.spec, len(self.hierarchy.classes))
+        replay = OrtReplayer(self.network.path, q.spec, self.network.mean, self.network.std)
+        if method == "split":
+            if lo.size > self.max_split_dims:
+                return Verdict.UNKNOWN, None, f"input splitting skipped: {lo.size} input dimensions"
+            from hdsl.bab.input_split import input_split
+
+            out = input_split(net, rows, [(lo, hi)], replay, deadline, use_z3=False)
+            status, ce = out.status, out.counterexample
+        else:
+            from hdsl.exact.decide import decide_exact
+
+            out = decide_exact(net, rows, lo, hi, replay, deadline)
+            status, ce = out.status, out.counterexample
+        verdict = {"proved": Verdict.PROVED, "falsified": Verdict.FALSIFIED,
+                   "timeout": Verdict.TIMEOUT}.get(status, Verdict.UNKNOWN)
+        return verdict, ce, ""
 
     def level_query(self, x0f, eps, label, classes, outside, index, level) -> ir.Query:
         """The IR query of one level restricted to the outside classes still open."""
@@ -501,10 +547,6 @@ def _charge(states, dt: float) -> None:
     open_ = [s for s in states if s.stage != "trivial"] or states
     for s in open_:
         s.time_s += dt / len(open_)
-
-
-def _complete_stage(res: Result) -> str:
-    return "exact" if res.stage in ("z3", "milp", "exact") else "split"
 
 
 def pgd_attack(graph, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, classes: Sequence[int], *,
