@@ -1,0 +1,581 @@
+"""Properties -> IR queries.
+
+``analyse_properties(spec)`` checks every property once (shape of the
+quantifiers, the model it calls, its output condition) and keeps a ``Plan``;
+``lower(spec)`` expands each checked property into ``ir.Query`` objects: one
+per data point (and per hierarchy level for ``level all``), each with the
+unsafe set of its output condition (see ``hdsl.passes``).
+
+Supported property shapes::
+
+    forall (x, y) in DATA: forall x2 in linf(x, EPS): COND(net(x2), y)
+    forall x in DATA: COND(net(x))                                 (the point itself)
+    forall x in box(LO, HI): COND(net(x))                          (also linf(CENTRE, EPS))
+
+COND combines, with ``and or not implies``, ``argmax net(v) == c`` / ``!= c`` /
+``in S`` (``S`` a set ``{a, b}`` or ``ancestor(h, c, level k)``) and linear
+comparisons of outputs ``net(v)[i]``. Measurement properties (faithfulness,
+IIA, certified radius) are lowered by their feature module when it is
+installed (``MEASURE_HOOKS``), and are otherwise reported as unsupported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from hdsl import ast, ir
+from hdsl.check import Spec, parse_duration, suggest
+from hdsl.constants import Value, show
+from hdsl.diagnostics import HdslError
+from hdsl.passes import And, ArgmaxIn, Const, Formula, Linear, Not, Or, TooComplex, unsafe_spec
+
+E_NO_MODEL = "E307"
+E_NOT_CONDITION = "E308"
+E_WRONG_INPUT = "E309"
+E_QUANTIFIER = "E310"
+E_STATS = "E311"
+E_NO_LABELS = "E312"
+E_LABEL_RANGE = "E313"
+E_TOO_COMPLEX = "E314"
+E_ARGS = "E315"
+E_SHAPE = "E303"
+E_BAD_VALUE = "E304"
+E_UNKNOWN = "E202"
+E_WRONG_KIND = "E203"
+E_UNSUPPORTED = "E601"
+
+# Function name -> (feature module exposing ``lower_property(spec, decl) -> tuple[item, ...]``, feature label).
+MEASURE_HOOKS: dict[str, tuple[str, str]] = {
+    "faithfulness": ("hdsl.xai.spec", "faithfulness"),
+    "sufficient": ("hdsl.xai.spec", "sufficiency"),
+    "iia": ("hdsl.causal.spec", "interchange-intervention (iia)"),
+    "certified_radius": ("hdsl.radius.spec", "certified-radius"),
+}
+BUILTINS = ("linf", "box", "ancestor") + tuple(MEASURE_HOOKS)
+BACKENDS = ("auto", "bounds", "z3", "attack")
+
+
+class _Stop(Exception):
+    """Analysis of one property cannot continue (its diagnostic is recorded)."""
+
+
+@dataclass
+class Plan:
+    """A checked property, ready to expand into queries."""
+
+    name: str
+    decl: ast.PropertyDecl
+    network: ir.Network | None = None
+    data: ir.Dataset | None = None
+    labels: tuple[int, ...] | None = None
+    data_var: str | None = None
+    label_var: str | None = None
+    input_var: str | None = None
+    region: str = "point"  # point | linf | box
+    eps: Fraction | None = None
+    box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    levels: tuple[int, ...] | None = None
+    condition: object = None  # the AST of the output condition
+    items: tuple = ()  # measurement items from a feature module
+    hierarchies: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def analyse_properties(spec: Spec) -> None:
+    spec.plans = {}  # type: ignore[attr-defined]
+    for name, decl in spec.properties.items():
+        plan = Plan(name, decl)
+        try:
+            _analyse(spec, plan)
+        except _Stop:
+            continue
+        spec.plans[name] = plan  # type: ignore[attr-defined]
+
+
+def _walk(expr):
+    yield expr
+    for child in _children(expr):
+        yield from _walk(child)
+
+
+def _children(e):
+    if isinstance(e, (ast.ListExpr, ast.SetExpr)):
+        return e.items
+    if isinstance(e, ast.Call):
+        out = [e.func]
+        for a in e.args:
+            out.extend(k.value for k in a.items) if isinstance(a, ast.Keywords) else out.append(a)
+        return out
+    if isinstance(e, ast.Index):
+        idx = e.index
+        return [e.target] + ([p for p in (idx.start, idx.stop) if p is not None] if isinstance(idx, ast.Slice)
+                             else [idx])
+    if isinstance(e, (ast.Neg, ast.Argmax, ast.Not)):
+        return [e.operand]
+    if isinstance(e, (ast.BinOp, ast.Compare, ast.Member)):
+        return [e.left, e.right]
+    if isinstance(e, ast.Forall):
+        return [e.domain, e.body]
+    return []
+
+
+def _stop(spec: Spec, code: str, message: str, node, hint: str | None = None):
+    spec.error(code, message, getattr(node, "span", None), hint)
+    raise _Stop
+
+
+def _analyse(spec: Spec, plan: Plan) -> None:
+    decl = plan.decl
+    calls = [e for e in _walk(decl.body) if isinstance(e, ast.Call) and isinstance(e.func, ast.Name)]
+    measures = [c for c in calls if c.func.id in MEASURE_HOOKS and c.func.id not in spec.symbols]
+    if measures:
+        _measure(spec, plan, measures[0])
+        return
+    if decl.stats:
+        spec.error(E_STATS, "`with confidence/samples/seed` applies to statistical properties only",
+                   decl.stats[0].span, "verification queries are proved or falsified, not estimated")
+    models = {c.func.id: c for c in calls if spec.symbols.get(c.func.id) and spec.symbols[c.func.id].kind == "model"}
+    if not models:
+        _stop(spec, E_NO_MODEL, f"property '{plan.name}' does not apply any model", decl.body,
+              "write e.g. `argmax net(x) == y` with a declared `model net = onnx \"...\"`")
+    if len(models) > 1:
+        second = list(models.values())[1]
+        _stop(spec, E_NO_MODEL, "a property may apply only one model", second.func)
+    (model_name, _), = models.items()
+    info = spec.models.get(model_name)
+    if info is None:
+        raise _Stop  # the model declaration has its own diagnostic
+    plan.network = info.network
+    if plan.network.num_outputs is None:
+        _stop(spec, E_NO_MODEL, f"the number of outputs of '{model_name}' is unknown",
+              plan.network.span, "declare `outputs CLASSES` or `outputs N`")
+    body = decl.body
+    scope = {}
+    if isinstance(body, ast.Forall) and isinstance(body.domain, ast.Name):
+        _data_binder(spec, plan, body)
+        scope.update({plan.data_var: "data"} if plan.data_var else {})
+        body = body.body
+    if isinstance(body, ast.Forall):
+        _region_binder(spec, plan, body)
+        body = body.body
+    elif plan.data_var is not None:
+        plan.input_var = plan.data_var
+    else:
+        _stop(spec, E_QUANTIFIER, "a property starts with `forall x in DATA:` or `forall x in box(...)/linf(...):`",
+              decl.body)
+    for e in _walk(body):
+        if isinstance(e, ast.Forall):
+            _stop(spec, E_QUANTIFIER, "`forall` may only appear at the start of a property "
+                                      "(over a data set, then over a region)", e)
+    plan.condition = body
+    # Build the condition once for diagnostics (with the first label / level).
+    label = plan.labels[0] if plan.labels else (0 if plan.label_var else None)
+    formula = _Builder(spec, plan, label, None, report=True).condition(body)
+    try:
+        unsafe_spec(formula, plan.network.num_outputs)
+    except TooComplex as exc:
+        _stop(spec, E_TOO_COMPLEX, f"the output condition expands to {exc.args[0]} disjuncts (more than the limit)",
+              body, "split the property into several properties")
+    if any(isinstance(e, ast.AllLevels) for e in _walk(body)):
+        hs = plan.hierarchies
+        plan.levels = tuple(range(1, max(h.depth() for h in hs) + 1)) if hs else None
+    if plan.labels is not None:
+        for i, y in enumerate(plan.labels):
+            if not 0 <= y < plan.network.num_outputs:
+                _stop(spec, E_LABEL_RANGE, f"row {i} of '{plan.data.name}' has label {y}, but "
+                                           f"'{model_name}' has {plan.network.num_outputs} outputs",
+                      plan.decl.body.domain)
+
+
+def _data_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
+    name = forall.domain.id
+    sym = spec.lookup(name, "data", forall.domain, "data set")
+    if sym is None or name not in spec.datasets:
+        raise _Stop
+    ds = spec.datasets[name]
+    opts = dict(ds.options)
+    if "shape" not in opts:
+        ds = ir.Dataset(ds.name, ds.path, ds.format, ds.indices,
+                        ds.options + (("shape", ",".join(map(str, plan.network.input_shape))),), span=ds.span)
+    elif tuple(int(s) for s in opts["shape"].split(",")) != plan.network.input_shape:
+        _stop(spec, E_SHAPE, f"data '{name}' has shape [{opts['shape']}] but model '{plan.network.name}' takes "
+                             f"{list(plan.network.input_shape)}", forall.domain)
+    from hdsl.data import load_dataset
+
+    try:
+        loaded = load_dataset(ds)
+    except HdslError as err:
+        spec.absorb(err, forall.domain.span)
+        raise _Stop from None
+    plan.data = ds
+    plan.data_var = forall.binders[0].name
+    if len(forall.binders) == 2:
+        plan.label_var = forall.binders[1].name
+        if loaded.y is None:
+            _stop(spec, E_NO_LABELS, f"data '{name}' has no labels, so '{plan.label_var}' has no value",
+                  forall.binders[1], "declare the label (csv: `label column N`; npz: a `y` array) "
+                                     "or bind only the input: `forall x in ...`")
+        plan.labels = tuple(int(v) for v in loaded.y)
+    elif plan.data and loaded.y is not None:
+        plan.labels = tuple(int(v) for v in loaded.y)
+
+
+def _positional(spec: Spec, call: ast.Call, count: int) -> list:
+    args = [a for a in call.args if not isinstance(a, ast.Keywords)]
+    if len(args) != count or len(args) != len(call.args):
+        _stop(spec, E_ARGS, f"{call.func.id}(...) takes {count} arguments", call)
+    return args
+
+
+def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
+    dom = forall.domain
+    if len(forall.binders) != 1:
+        _stop(spec, E_QUANTIFIER, "a region binds one variable: `forall x2 in linf(x, eps):`", forall.binders[1])
+    if not (isinstance(dom, ast.Call) and isinstance(dom.func, ast.Name) and dom.func.id in ("linf", "box")):
+        _stop(spec, E_QUANTIFIER, "forall ranges over a data set, linf(x, eps) or box(lo, hi)", dom)
+    plan.input_var = forall.binders[0].name
+    n = math.prod(plan.network.input_shape)
+    if dom.func.id == "linf":
+        centre, eps_node = _positional(spec, dom, 2)
+        eps = spec.fold(eps_node)
+        if eps is None:
+            raise _Stop
+        if isinstance(eps, tuple) or eps < 0:
+            _stop(spec, E_BAD_VALUE, f"eps must be a non-negative number, not {show(eps)}", eps_node)
+        plan.eps = eps
+        if isinstance(centre, ast.Name) and centre.id == plan.data_var:
+            plan.region = "linf"
+            return
+        if isinstance(centre, ast.Name) and centre.id not in spec.consts and plan.data_var is None:
+            _stop(spec, E_WRONG_INPUT, f"'{centre.id}' is not a data point or a constant", centre,
+                  "quantify over data first: `forall x in DATA: forall x2 in linf(x, eps): ...`")
+        c = _vector(spec, centre, n, "the centre")
+        lo, hi = plan.network.input_range or (-math.inf, math.inf)
+        plan.region = "box"
+        plan.box = (tuple(max(lo, float(v - eps)) for v in c), tuple(min(hi, float(v + eps)) for v in c))
+        return
+    lo_node, hi_node = _positional(spec, dom, 2)
+    lo, hi = _vector(spec, lo_node, n, "the lower corner"), _vector(spec, hi_node, n, "the upper corner")
+    bad = next((i for i in range(n) if lo[i] > hi[i]), None)
+    if bad is not None:
+        _stop(spec, E_BAD_VALUE, f"box is empty: lower bound {lo[bad]} > upper bound {hi[bad]} at index {bad}", dom)
+    plan.region = "box"
+    plan.box = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+
+
+def _vector(spec: Spec, node, n: int, what: str) -> tuple[Fraction, ...]:
+    v = spec.fold(node)
+    if v is None:
+        raise _Stop
+    if not isinstance(v, tuple):
+        return (v,) * n
+    if len(v) != n:
+        _stop(spec, E_SHAPE, f"{what} has {len(v)} values but the model input has {n}", node)
+    return v
+
+
+def _measure(spec: Spec, plan: Plan, call: ast.Call) -> None:
+    module, label = MEASURE_HOOKS[call.func.id]
+    if importlib.util.find_spec(module) is None:
+        _stop(spec, E_UNSUPPORTED, f"{label} properties are not supported by this version of hdsl", call.func,
+              f"the {label} feature module ({module}) is not installed")
+    try:
+        plan.items = tuple(importlib.import_module(module).lower_property(spec, plan.decl))
+    except HdslError as err:
+        spec.absorb(err, call.span)
+        raise _Stop from None
+
+
+# --------------------------------------------------------------------------- output conditions
+
+
+class _Builder:
+    """AST condition -> ``hdsl.passes`` formula, for one label and level."""
+
+    def __init__(self, spec: Spec, plan: Plan, label: int | None, level: int | None, report: bool):
+        self.spec, self.plan, self.label, self.level, self.report = spec, plan, label, level, report
+        self.net = plan.network
+        self.n = plan.network.num_outputs
+
+    def fail(self, code: str, message: str, node, hint: str | None = None):
+        if self.report:
+            self.spec.error(code, message, getattr(node, "span", None), hint)
+        raise _Stop
+
+    def condition(self, e) -> Formula:
+        if isinstance(e, ast.Bool):
+            return Const(e.value)
+        if isinstance(e, ast.Not):
+            return Not(self.condition(e.operand))
+        if isinstance(e, ast.BinOp) and e.op in ("and", "or", "implies"):
+            left, right = self.condition(e.left), self.condition(e.right)
+            if e.op == "and":
+                return And((left, right))
+            if e.op == "or":
+                return Or((left, right))
+            return Or((Not(left), right))
+        if isinstance(e, ast.Member):
+            if not isinstance(e.left, ast.Argmax):
+                self.fail(E_NOT_CONDITION, "`in` tests the predicted class: `argmax net(x) in S`", e.left)
+            self.model_call(e.left.operand)
+            return ArgmaxIn(frozenset(self.class_set(e.right)))
+        if isinstance(e, ast.Compare):
+            if isinstance(e.left, ast.Argmax) or isinstance(e.right, ast.Argmax):
+                arg, other = (e.left, e.right) if isinstance(e.left, ast.Argmax) else (e.right, e.left)
+                if e.op not in ("==", "!="):
+                    self.fail(E_NOT_CONDITION, f"argmax is a class: compare it with == or !=, not {e.op}", e)
+                self.model_call(arg.operand)
+                atom = ArgmaxIn(frozenset((self.class_index(other),)))
+                return atom if e.op == "==" else Not(atom)
+            left, right = self.linear(e.left), self.linear(e.right)
+            if e.op in ("<=", "<"):
+                expr, op = _sub(right, left), (">=" if e.op == "<=" else ">")
+            else:
+                expr, op = _sub(left, right), e.op
+            if not expr[0]:
+                self.fail(E_NOT_CONDITION, "this comparison does not involve the model's outputs", e)
+            return Linear(_to_ir(expr), op)
+        self.fail(E_NOT_CONDITION, "expected a condition on the model's outputs", e,
+                  "e.g. `argmax net(x) == y`, `argmax net(x) in {cat, dog}` or `net(x)[0] <= 3.99`")
+
+    def model_call(self, e) -> None:
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == self.net.name):
+            self.fail(E_NOT_CONDITION, f"argmax applies to the model's output: `argmax {self.net.name}(x)`", e)
+        args = [a for a in e.args if not isinstance(a, ast.Keywords)]
+        if len(args) != 1 or len(e.args) != 1:
+            self.fail(E_ARGS, f"{self.net.name}(...) takes one input", e)
+        arg = args[0]
+        want = self.plan.input_var
+        if not (isinstance(arg, ast.Name) and arg.id == want):
+            hint = (f"the property quantifies over '{want}'; apply the model to it: {self.net.name}({want})"
+                    if want else None)
+            self.fail(E_WRONG_INPUT, f"the model must be applied to '{want}'", arg, hint)
+
+    def class_index(self, e) -> int:
+        if isinstance(e, ast.Name):
+            if e.id == self.plan.label_var:
+                return self.label
+            classes = self.net.classes or ()
+            if e.id in classes:
+                return classes.index(e.id)
+            value = self.spec.consts.get(e.id)
+            if value is None or isinstance(value, tuple):
+                options = list(classes) + ([self.plan.label_var] if self.plan.label_var else [])
+                hint = suggest(e.id, options) or (None if classes else f"model '{self.net.name}' has no class "
+                                                                       "names; declare `outputs CLASSES` or use an index")
+                where = f" of model '{self.net.name}'" if classes else ""
+                self.fail(E_UNKNOWN, f"unknown class '{e.id}'{where}", e, hint)
+            e = ast.Number(value, e.id, e.span)
+        if isinstance(e, ast.Number):
+            if e.value.denominator != 1 or not 0 <= e.value < self.n:
+                self.fail(E_BAD_VALUE, f"class index {e.text} is out of range: the model has {self.n} outputs", e)
+            return int(e.value)
+        self.fail(E_NOT_CONDITION, "expected a class (a class name, the label, or an output index)", e)
+
+    def class_set(self, e) -> set[int]:
+        if isinstance(e, ast.SetExpr):
+            return {self.class_index(item) for item in e.items}
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "ancestor":
+            return self.ancestor(e)
+        self.fail(E_NOT_CONDITION, "expected a set of classes: {a, b} or ancestor(h, y, level k)", e)
+
+    def ancestor(self, call: ast.Call) -> set[int]:
+        pos = [a for a in call.args if not isinstance(a, ast.Keywords)]
+        kws = [k for a in call.args if isinstance(a, ast.Keywords) for k in a.items]
+        if len(pos) != 2 or len(kws) != 1 or kws[0].key != "level":
+            self.fail(E_ARGS, "ancestor takes a hierarchy, a class and a level: ancestor(h, y, level 1)", call)
+        h_node, cls_node = pos
+        if not isinstance(h_node, ast.Name):
+            self.fail(E_ARGS, "the first argument of ancestor is a hierarchy name", h_node)
+        sym = self.spec.symbols.get(h_node.id)
+        if sym is None or sym.kind != "hierarchy":
+            self.fail(E_UNKNOWN if sym is None else E_WRONG_KIND,
+                      f"unknown hierarchy '{h_node.id}'" if sym is None else f"'{h_node.id}' is a {sym.kind}, "
+                                                                             "not a hierarchy",
+                      h_node, suggest(h_node.id, [s.name for s in self.spec.symbols.values()
+                                                  if s.kind == "hierarchy"]))
+        h = self.spec.hierarchies.get(h_node.id)
+        if h is None:
+            raise _Stop  # reported at the hierarchy
+        if self.net.classes is not None and tuple(h.classes) != tuple(self.net.classes):
+            self.fail(E_SHAPE, f"hierarchy '{h.name}' is over other classes than model '{self.net.name}'", h_node,
+                      "declare the hierarchy `over` the same class list as the model's `outputs`")
+        if len(h.classes) != self.n:
+            self.fail(E_SHAPE, f"hierarchy '{h.name}' has {len(h.classes)} classes but model '{self.net.name}' "
+                               f"has {self.n} outputs", h_node)
+        if h not in self.plan.hierarchies:
+            self.plan.hierarchies.append(h)
+        cls = self.class_index(cls_node)
+        level_node = kws[0].value
+        if isinstance(level_node, ast.AllLevels):
+            level = self.level if self.level is not None else 1
+        else:
+            value = self.spec.fold(level_node)
+            if value is None:
+                raise _Stop
+            if isinstance(value, tuple) or value.denominator != 1 or value < 0:
+                self.fail(E_BAD_VALUE, f"level must be a non-negative integer or `all`, not {show(value)}", level_node)
+            level = int(value)
+            if level > h.depth():
+                self.fail(E_BAD_VALUE, f"hierarchy '{h.name}' has levels 0..{h.depth()}, not {level}", level_node)
+        from hdsl.hierarchy import level_set
+
+        return set(level_set(h, cls, level))
+
+    def linear(self, e) -> tuple[dict[int, Fraction], Fraction]:
+        if isinstance(e, ast.Index):
+            self.model_call(e.target)
+            if isinstance(e.index, ast.Slice):
+                self.fail(E_NOT_CONDITION, "compare single outputs: net(x)[i]", e.index)
+            return {self.class_index(e.index): Fraction(1)}, Fraction(0)
+        if isinstance(e, ast.Number):
+            return {}, e.value
+        if isinstance(e, ast.Name):
+            value = self.spec.consts.get(e.id)
+            if value is None or isinstance(value, tuple):
+                self.fail(E_UNKNOWN if value is None else E_BAD_VALUE,
+                          f"unknown constant '{e.id}'" if value is None else f"'{e.id}' is a list, not a number", e,
+                          suggest(e.id, self.spec.consts) if value is None else None)
+            return {}, value
+        if isinstance(e, ast.Neg):
+            terms, c = self.linear(e.operand)
+            return {i: -v for i, v in terms.items()}, -c
+        if isinstance(e, ast.BinOp) and e.op in "+-":
+            left, right = self.linear(e.left), self.linear(e.right)
+            return _sub(left, right) if e.op == "-" else _add(left, right)
+        if isinstance(e, ast.BinOp) and e.op in "*/":
+            left, right = self.linear(e.left), self.linear(e.right)
+            if e.op == "*" and left[0] and right[0]:
+                self.fail(E_NOT_CONDITION, "only linear conditions on outputs are supported (output * output)", e)
+            if e.op == "/" and right[0]:
+                self.fail(E_NOT_CONDITION, "only linear conditions on outputs are supported (division by an output)", e)
+            if e.op == "/" and right[1] == 0:
+                self.fail("E302", "division by zero", e)
+            factor, other = (right[1], left) if e.op == "*" and not right[0] else (
+                (left[1], right) if e.op == "*" else (1 / right[1], left))
+            return {i: v * factor for i, v in other[0].items()}, other[1] * factor
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == self.net.name:
+            self.fail(E_NOT_CONDITION, f"{self.net.name}(...) is a vector: pick an output with [i]", e)
+        self.fail(E_NOT_CONDITION, "expected a linear expression over the model's outputs", e)
+
+
+def _add(a, b):
+    terms = dict(a[0])
+    for i, v in b[0].items():
+        terms[i] = terms.get(i, 0) + v
+    return {i: v for i, v in terms.items() if v != 0}, a[1] + b[1]
+
+
+def _sub(a, b):
+    return _add(a, ({i: -v for i, v in b[0].items()}, -b[1]))
+
+
+def _to_ir(lin) -> ir.LinearExpr:
+    terms, const = lin
+    return ir.LinearExpr(tuple((i, float(v)) for i, v in sorted(terms.items())), float(const))
+
+
+# --------------------------------------------------------------------------- check statements
+
+
+def check_checks(spec: Spec) -> None:
+    """Resolve ``check`` statements into ``spec.check_plan``: (property, options, span)."""
+    plan = []
+    if not spec.checks:
+        for name in spec.main_properties:
+            plan.append((name, ir.CheckOptions(), spec.properties[name].span if name in spec.properties else None))
+    for stmt in spec.checks:
+        timeout, backend = None, "auto"
+        for opt in stmt.options:
+            if opt.key == "timeout":
+                if isinstance(opt.value, ast.String):
+                    timeout = parse_duration(opt.value.value)
+                else:
+                    v = spec.fold(opt.value)
+                    timeout = None if v is None or isinstance(v, tuple) else float(v)
+                if timeout is not None and timeout <= 0:
+                    spec.error(E_BAD_VALUE, "the timeout must be positive", opt.value.span)
+            else:
+                backend = opt.value.name
+                known = _backend_names()
+                if backend not in known:
+                    spec.error(E_UNKNOWN, f"unknown backend '{backend}'", opt.value.span,
+                               "use one of: " + ", ".join(known))
+        for ident in stmt.properties:
+            if spec.lookup(ident.name, "property", ident) is not None:
+                plan.append((ident.name, ir.CheckOptions(timeout, backend), stmt.span))
+    spec.check_plan = plan  # type: ignore[attr-defined]
+
+
+def _backend_names() -> tuple[str, ...]:
+    from hdsl import backends
+
+    return tuple(dict.fromkeys(BACKENDS + tuple(backends.REGISTRY)))
+
+
+# --------------------------------------------------------------------------- lowering
+
+
+def lower(spec: Spec) -> ir.Program:
+    """The IR of a checked spec (``spec.ok`` must hold); raises ``HdslError`` if expansion fails."""
+    if not spec.ok:
+        raise HdslError([d for d in spec.diagnostics])
+    checks = []
+    plans: dict[str, Plan] = spec.plans  # type: ignore[attr-defined]
+    expanded: dict[str, tuple] = {}
+    for name, options, span in spec.check_plan:  # type: ignore[attr-defined]
+        plan = plans.get(name)
+        if plan is None:
+            continue
+        if name not in expanded:
+            expanded[name] = plan.items if plan.items else tuple(_queries(spec, plan))
+        items = tuple(_with_options(q, options) for q in expanded[name])
+        checks.append(ir.Check(name, items, options, span=span))
+    used = [p for p in plans.values() if any(c.property == p.name for c in checks)]
+    networks = tuple(dict.fromkeys(p.network for p in used if p.network is not None))
+    datasets = tuple(dict.fromkeys(p.data for p in used if p.data is not None))
+    hierarchies = tuple(dict.fromkeys(h for p in used for h in p.hierarchies))
+    from hdsl.passes import run_passes
+
+    return run_passes(ir.Program(networks, datasets, hierarchies, tuple(checks)))
+
+
+def _with_options(item, options: ir.CheckOptions):
+    if isinstance(item, ir.Query) and item.options != options:
+        return ir.Query(item.id, item.network, item.region, item.spec, item.property, options, item.index,
+                        item.label, item.level, item.eps, span=item.span)
+    return item
+
+
+def _queries(spec: Spec, plan: Plan):
+    net = plan.network
+    domain = net.input_range or (-math.inf, math.inf)
+    points = range(len(plan.data.indices)) if plan.data is not None else [None]
+    levels = plan.levels or (None,)
+    for i in points:
+        label = plan.labels[i] if (plan.labels is not None and i is not None) else None
+        if plan.region == "box":
+            region: ir.Region = ir.Box(*plan.box)
+        else:
+            eps = float(plan.eps) if plan.region == "linf" else 0.0
+            region = ir.LinfBall(ir.DataPoint(plan.data, i), eps, domain)
+        for level in levels:
+            try:
+                formula = _Builder(spec, plan, label, level, report=False).condition(plan.condition)
+                unsafe = unsafe_spec(formula, net.num_outputs)
+            except TooComplex as exc:
+                raise HdslError.single(E_TOO_COMPLEX, f"the output condition expands to {exc.args[0]} disjuncts "
+                                       f"(more than the limit)", plan.decl.span,
+                                       "split the property into several properties") from None
+            except _Stop:  # pragma: no cover - the same builder passed during analysis
+                raise HdslError.single(E_NOT_CONDITION, "cannot lower this condition", plan.decl.span) from None
+            qid = plan.name + (f"[{i}]" if i is not None else "") + (f"@level{level}" if level is not None else "")
+            yield ir.Query(qid, net, region, unsafe, plan.name, ir.CheckOptions(), i, label, level,
+                           float(plan.eps) if plan.eps is not None and plan.region == "linf" else
+                           (0.0 if plan.region == "point" else None), span=plan.decl.span)
