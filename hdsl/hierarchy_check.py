@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hdsl import ir
-from hdsl.hierarchy import lca_depth, level_sets, node_name
+from hdsl.hierarchy import level_sets, node_name
 from hdsl.results import Counterexample, Verdict
 
 STAGES = ("concrete", "attack", "pairs", "lambda", "split", "exact")
@@ -174,7 +174,7 @@ class HierarchyChecker:
     concrete check, the attack and replay always run unless ``attack=False``.
     """
 
-    def __init__(self, network: ir.Network, hierarchy: ir.Hierarchy, *,
+    def __init__(self, network: ir.Network, hierarchy: ir.Hierarchy | None, *,
                  methods: Sequence[str] = METHODS, attack: bool = True,
                  attack_steps: int = 40, attack_restarts: int = 2,
                  lambda_steps: int = 60, split_timeout: float = 10.0,
@@ -193,12 +193,10 @@ class HierarchyChecker:
         self.seed = seed
         self._graph = graph
         self._pwl_net = None
+        self._box: tuple[np.ndarray, np.ndarray] | None = None
+        self.n_classes = len(hierarchy.classes) if hierarchy is not None else int(network.num_outputs or 0)
         self.max_split_dims = max_split_dims
         self.notes: set[str] = set()
-        n = len(hierarchy.classes)
-        # all ordered pairs (j, k), j != k: row r is y_j - y_k
-        self.pairs = [(j, k) for j in range(n) for k in range(n) if j != k]
-        self.pair_row = {p: r for r, p in enumerate(self.pairs)}
 
     # ---- model plumbing
 
@@ -225,40 +223,19 @@ class HierarchyChecker:
             return self.graph.forward(t).double().numpy()
 
     def replay(self, x: np.ndarray, classes: tuple[int, ...]) -> Counterexample | None:
-        """Re-run ``x`` on the real model (onnxruntime); the counterexample if it violates the level."""
-        from hdsl.nn.ort import run_onnx
+        """Re-run ``x`` on the real model (onnxruntime), rounded to float32 inside the current ball;
+        the counterexample if it violates the level, else None."""
+        from hdsl.replay import replay
 
-        x = np.asarray(x, np.float32).reshape(1, -1)
-        xin = x
-        if self.network.mean is not None and self.network.std is not None:
-            xin = self._normalise(x)
-        y = run_onnx(self.network.path, xin.reshape(1, *self._onnx_shape()))[0].astype(np.float64)
-        m = set_margin(y, classes)
-        if m > 0:
-            return None
-        internal = self.forward(x)[0]
-        return Counterexample(tuple(float(v) for v in x.ravel()), tuple(float(v) for v in y), float(m),
-                              "onnxruntime", float(np.max(np.abs(internal - y))))
+        internal = self.forward(np.asarray(x, np.float32))[0]
+        return replay(self.network, level_spec(classes, self.n_classes), self._box,
+                      np.asarray(x, np.float64).ravel(), internal)
 
-    def _onnx_shape(self) -> tuple[int, ...]:
-        return tuple(self.network.input_shape) if self.network.input_shape else self.graph.input_shape
-
-    def _normalise(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        shape = self.graph.input_shape
-        mean = np.asarray(self.network.mean, np.float64).reshape(-1)
-        std = np.asarray(self.network.std, np.float64).reshape(-1)
-        if len(mean) == 1:
-            b = ()
-        elif len(mean) == shape[0]:
-            b = (len(mean),) + (1,) * (len(shape) - 1)
-        else:
-            b = (len(mean),)
-        xs = x.reshape(-1, *shape).astype(np.float64)
-        out = (xs - mean.reshape(b)) / std.reshape(b)
-        del torch
-        return out.astype(np.float32)
+    def real_ball(self, x0: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """The L∞ ball clipped to the domain, in float64 (the region counterexamples must lie in)."""
+        lo_d, hi_d = self.domain()
+        x0 = np.asarray(x0, np.float64).ravel()
+        return np.maximum(x0 - eps, lo_d), np.minimum(x0 + eps, hi_d)
 
     def ball(self, x0: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         """The L∞ ball clipped to the domain, as float32 bounds that contain every float32 point."""
@@ -279,22 +256,30 @@ class HierarchyChecker:
     # ---- public entry points
 
     def check_point(self, x0: np.ndarray, label: int, eps: float, index: int = 0,
-                    deadline: float | None = None) -> PointResult:
-        """Every level of ``(x0, label)`` at radius ``eps``."""
+                    deadline: float | None = None,
+                    sets: Sequence[tuple[int, tuple[int, ...], str]] | None = None) -> PointResult:
+        """Every level of ``(x0, label)`` at radius ``eps``.
+
+        ``sets`` (``(level, class indices, node name)``, nested, root side first)
+        replaces the hierarchy's path of ``label`` (e.g. the levels a spec asked for).
+        """
         t0 = time.perf_counter()
-        h = self.hierarchy
-        n = len(h.classes)
+        n = self.n_classes
+        if sets is None:
+            h = self.hierarchy
+            path = h.path_to(h.classes[label])
+            sets = [(level, cls, node_name(path[level])) for level, cls in level_sets(h, label)]
         states: list[_Open] = []
-        path = h.path_to(h.classes[label])
-        for level, cls in level_sets(h, label):
+        for level, cls, name in sorted(sets, key=lambda t: t[0]):
             outside = tuple(k for k in range(n) if k not in cls)
-            states.append(_Open(level, node_name(path[level]), cls, outside, open_k=set(outside)))
-        root = states[0]
-        root.verdict, root.stage = Verdict.PROVED, "trivial"
-        for st in states[1:]:
+            states.append(_Open(level, name, tuple(cls), outside, open_k=set(outside)))
+        if states[0].outside:  # no root given: add it (it always holds)
+            states.insert(0, _Open(0, "root", tuple(range(n)), (), open_k=set()))
+        for st in states:
             if not st.outside:  # a level that is every class
                 st.verdict, st.stage = Verdict.PROVED, "trivial"
         lo, hi = self.ball(x0, eps)
+        self._box = self.real_ball(x0, eps)
         x0f = np.asarray(x0, np.float32).ravel()
 
         self._stage_concrete(states, x0f, label)
@@ -304,16 +289,24 @@ class HierarchyChecker:
             self._stage_bounds(states, lo, hi, label)
         if any(not s.decided for s in states) and ({"split", "exact"} & set(self.methods)):
             self._stage_complete(states, x0f, eps, label, index, deadline)
-        levels = tuple(self._finish(s, label) for s in states)
+        levels = tuple(self._finish(s, states) for s in states)
         return PointResult(index, label, float(eps), levels, time.perf_counter() - t0)
 
     def certified_radius(self, x0: np.ndarray, label: int, level: int, *, eps_max: float | None = None,
-                         tol: float = 1e-3, max_steps: int = 30, index: int = 0) -> RadiusResult:
-        """Largest radius proved for ``level`` by bisection (sound: the returned radius is proved)."""
+                         tol: float = 1e-3, max_steps: int = 30, index: int = 0,
+                         classes: tuple[int, ...] | None = None) -> RadiusResult:
+        """Largest radius proved for ``level`` by bisection (sound: the returned radius is proved).
+
+        ``classes`` gives the level's set directly (else it comes from the hierarchy).
+        """
         t0 = time.perf_counter()
-        h = self.hierarchy
-        cls = dict(level_sets(h, label)).get(level, (label,))
-        if len(cls) == len(h.classes):
+        if classes is None:
+            sets = level_sets(self.hierarchy, label)
+            cls = sets[min(level, len(sets) - 1)][1]
+        else:
+            cls = tuple(classes)
+        only = [(level, cls, f"level {level}")]
+        if len(cls) == self.n_classes:
             return RadiusResult(index, label, level, math.inf, None, 0, time.perf_counter() - t0)
         lo_d, hi_d = self.domain()
         if eps_max is None:
@@ -323,7 +316,7 @@ class HierarchyChecker:
         def status(eps: float) -> Verdict:
             nonlocal steps
             steps += 1
-            r = self.check_point(x0, label, eps, index)
+            r = self.check_point(x0, label, eps, index, sets=only)
             lv = next((lv for lv in r.levels if lv.level == level), r.levels[-1])
             return lv.verdict
 
@@ -485,7 +478,7 @@ class HierarchyChecker:
             return Verdict.UNKNOWN, None, ""
         q = self.level_query(x0f, eps, 0, classes, outside, 0, 0)
         lo, hi = np.asarray(q.region.lower), np.asarray(q.region.upper)
-        rows = spec_rows(q.spec, len(self.hierarchy.classes))
+        rows = spec_rows(q.spec, self.n_classes)
         replay = OrtReplayer(self.network.path, q.spec, self.network.mean, self.network.std)
         if method == "split":
             if lo.size > self.max_split_dims:
@@ -505,26 +498,34 @@ class HierarchyChecker:
 
     def level_query(self, x0f, eps, label, classes, outside, index, level) -> ir.Query:
         """The IR query of one level restricted to the outside classes still open."""
-        from hdsl.ir import Box, Conjunction, Constraint, LinearExpr, OutputSpec, Query
+        from hdsl.ir import Box, Query
 
         lo, hi = self.ball(x0f, eps)
-        unsafe = tuple(
-            Conjunction(tuple(Constraint(LinearExpr(((k, 1.0), (j, -1.0)))) for j in classes))
-            for k in outside)
         return Query(id=f"{index}:eps={eps:g}:level={level}", network=self.network,
                      region=Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi)),
-                     spec=OutputSpec(unsafe), property="hierarchy", index=index, label=label,
+                     spec=level_spec(classes, None, outside), property="hierarchy", index=index, label=label,
                      level=level, eps=float(eps))
 
-    def _finish(self, s: _Open, label: int) -> LevelVerdict:
+    def _finish(self, s: _Open, states: list[_Open]) -> LevelVerdict:
+        """Freeze a level; severity = the deepest level whose set holds the adversarial class
+        (the depth of the common ancestor of the true and the adversarial class on a full path)."""
         sev = None
         if s.verdict is Verdict.FALSIFIED and s.adv is not None:
-            sev = lca_depth(self.hierarchy, label, s.adv)
+            sev = max(t.level for t in states if s.adv in t.classes)
         return LevelVerdict(s.level, s.node, s.classes, s.verdict, s.stage, s.propagated_from, s.margin,
                             s.ce, s.adv, sev, s.time_s)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def level_spec(classes: Sequence[int], n: int | None, outside: Sequence[int] | None = None) -> ir.OutputSpec:
+    """The unsafe set of ``argmax in classes``: OR over outside k of AND over j in S of y_k - y_j >= 0."""
+    if outside is None:
+        outside = [k for k in range(n) if k not in set(classes)]
+    return ir.OutputSpec(tuple(
+        ir.Conjunction(tuple(ir.Constraint(ir.LinearExpr(((k, 1.0), (j, -1.0)))) for j in classes))
+        for k in outside))
 
 
 def set_margin(y, classes: Sequence[int]) -> float:
@@ -611,3 +612,102 @@ def check_points(checker: HierarchyChecker, xs: np.ndarray, ys: np.ndarray, eps_
 
 __all__ = ["HierarchyChecker", "LevelVerdict", "PointResult", "RadiusResult", "check_points", "pgd_attack",
            "set_margin", "verdict_monotone", "STAGES", "METHODS"]
+
+
+# --------------------------------------------------------------------------- queries from the front end
+
+
+def argmax_set(spec: ir.OutputSpec, n: int) -> tuple[int, ...] | None:
+    """``S`` when ``spec`` is exactly the unsafe set of ``argmax in S`` over ``n`` classes, else None."""
+    inside: set[int] | None = None
+    outside: list[int] = []
+    for conj in spec.unsafe:
+        ks, js = set(), set()
+        for c in conj.constraints:
+            terms = dict(c.expr.terms)
+            if c.strict or c.expr.const != 0 or len(terms) != 2 or sorted(terms.values()) != [-1.0, 1.0]:
+                return None
+            ks.add(next(i for i, v in terms.items() if v == 1.0))
+            js.add(next(i for i, v in terms.items() if v == -1.0))
+        if len(ks) != 1 or (inside is not None and js != inside):
+            return None
+        inside = js
+        outside.append(ks.pop())
+    if inside is None or sorted(outside) != [k for k in range(n) if k not in inside]:
+        return None
+    return tuple(sorted(inside))
+
+
+def solve_level_queries(queries: Sequence[ir.Query], timeout: float | None = None,
+                        methods: Sequence[str] = METHODS) -> list:
+    """Decide hierarchy queries (``Query.level`` set, ``argmax in S`` specs, L∞ balls) together.
+
+    Queries of the same network, centre and radius share one run of the level
+    driver (one bound pass, propagation across levels). Returns one ``Result``
+    per query, or ``None`` for a query this driver does not handle (the caller
+    sends it to the planner).
+    """
+    from hdsl.regions import center_point
+    from hdsl.results import Result
+
+    out: list = [None] * len(queries)
+    groups: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
+    for qi, q in enumerate(queries):
+        n = q.network.num_outputs or (len(q.network.classes) if q.network.classes else None)
+        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None:
+            continue
+        S = argmax_set(q.spec, n)
+        if S is None:
+            continue
+        key = (q.network, q.region.center, q.region.eps, q.region.domain)
+        groups.setdefault(key, []).append((qi, S))
+    checkers: dict[ir.Network, HierarchyChecker] = {}
+    for (network, center, eps, domain), members in groups.items():
+        net = network if network.input_range == domain else _with_range(network, domain)
+        if net not in checkers:
+            checkers[net] = HierarchyChecker(net, None, methods=methods)
+        checker = checkers[net]
+        sets = sorted({(queries[qi].level, S) for qi, S in members}, key=lambda t: (t[0], -len(t[1])))
+        if not _nested([S for _, S in sets]):
+            sets_runs = [[s] for s in sets]
+        else:
+            sets_runs = [sets]
+        x0 = center_point(center)
+        label = queries[members[0][0]].label
+        if label is None:
+            label = _label_of(center)
+        deadline = None if timeout is None else time.monotonic() + timeout * max(1, len(members))
+        for run in sets_runs:
+            pr = checker.check_point(x0, int(label), float(eps), index=center.index, deadline=deadline,
+                                     sets=[(lv, S, f"level {lv}") for lv, S in run])
+            by_set = {lv.classes: lv for lv in pr.levels}
+            for qi, S in members:
+                lv = by_set.get(tuple(S))
+                if lv is None:
+                    continue
+                msg = f"implied by level {lv.propagated_from}" if lv.propagated_from is not None else ""
+                if lv.verdict is Verdict.FALSIFIED and lv.severity is not None:
+                    msg = (msg + "; " if msg else "") + f"adversarial class {lv.adversarial_class}, severity {lv.severity}"
+                out[qi] = Result(queries[qi].id, lv.verdict, backend="hierarchy", stage=lv.stage,
+                                 margin=lv.margin if lv.counterexample is None else lv.counterexample.margin,
+                                 counterexample=lv.counterexample, time_s=lv.time_s, message=msg)
+    return out
+
+
+def _nested(sets: Sequence[tuple[int, ...]]) -> bool:
+    return all(set(b) <= set(a) for a, b in zip(sets, sets[1:]))
+
+
+def _with_range(network: ir.Network, domain) -> ir.Network:
+    from dataclasses import replace
+
+    return replace(network, input_range=domain)
+
+
+def _label_of(center: ir.DataPoint) -> int:
+    from hdsl.data import load_dataset
+
+    data = load_dataset(center.data)
+    if data.y is None:
+        raise ValueError(f"data set {center.data.name!r} has no labels")
+    return int(data.y[center.index])
