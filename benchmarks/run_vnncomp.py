@@ -54,6 +54,10 @@ def run(args) -> int:
     from hdsl.bench import BenchReport, read_truth, run_benchmark, summary_lines
     from hdsl.diagnostics import HdslError
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     folder = Path(args.folder)
     truth_path = folder / "ground_truth.csv"
     truth = read_truth(truth_path) if truth_path.exists() else None
@@ -171,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout-scale", type=float, default=1.0)
     r.add_argument("--timeout", type=float, default=None, help="one timeout (s) for every instance")
     r.add_argument("--backend", default="auto")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     r.set_defaults(fn=run)
     t = sub.add_parser("table", help="markdown table of runs vs the published VNN-COMP results")
     t.add_argument("results", nargs="+", help="JSON files written by 'run'")

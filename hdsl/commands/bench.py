@@ -45,13 +45,14 @@ def bench(
         o = row.outcome
         if row.wrong:
             err.print(f"[bold white on red]WRONG ANSWER[/] {o.instance}: hdsl says {o.verdict}, expected {row.expected}"
-                      f" (stage {o.stage or '?'}, backend {o.backend or '?'})")
+                      f" (stage {o.stage or '?'}, backend {o.backend or '?'})", soft_wrap=True)
         if quiet:
             return
         exp = f" expected {row.expected}" if row.expected != "none" else ""
         extra = f" [{o.stage}]" if o.stage else ""
         msg = f" - {o.message.splitlines()[0]}" if o.message and o.verdict in ("error", "unknown", "timeout") else ""
-        err.print(f"[{k:>{len(str(n))}}/{n}] {o.instance}: {o.verdict} {o.time_s:.2f}s{extra}{exp}{msg}", markup=False)
+        err.print(f"[{k:>{len(str(n))}}/{n}] {o.instance}: {o.verdict} {o.time_s:.2f}s{extra}{exp}{msg}", markup=False,
+                  soft_wrap=True)
 
     report = run_benchmark(folder, truth=gt, pattern=pattern, limit=limit, timeout_scale=timeout_scale,
                            timeout=timeout, backend=backend, progress=progress)

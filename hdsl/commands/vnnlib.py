@@ -38,9 +38,9 @@ def vnnlib(
     err = Console(stderr=True, highlight=False)
     how = ", ".join(p for p in (f"stage {outcome.stage}" if outcome.stage else "",
                                 f"backend {outcome.backend}" if outcome.backend else "") if p)
-    err.print(f"hdsl: {outcome.verdict} in {outcome.time_s:.2f}s" + (f" ({how})" if how else ""), markup=False)
+    err.print(f"hdsl: {outcome.verdict} in {outcome.time_s:.2f}s" + (f" ({how})" if how else ""), markup=False, soft_wrap=True)
     if outcome.message:
-        err.print(f"hdsl: {outcome.message}", markup=False)
+        err.print(f"hdsl: {outcome.message}", markup=False, soft_wrap=True)
     code = {"unsat": ExitCode.OK, "sat": ExitCode.FALSIFIED}.get(outcome.verdict, ExitCode.UNDECIDED)
     raise typer.Exit(int(code))
 
