@@ -41,6 +41,7 @@ app = typer.Typer(
 
 # Feature modules that contribute commands; each exposes ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "hdsl.commands.spec",
     "hdsl.commands.vnnlib",
     "hdsl.commands.bench",
     "hdsl.commands.hierarchy",

@@ -1,0 +1,72 @@
+"""Summaries of check results shared by the table, JSON and JUnit renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdsl.results import MeasurementResult, Result, Status, Verdict
+
+OUTCOMES = ("proved", "falsified", "unknown", "timeout", "error", "pass", "fail", "inconclusive")
+
+
+def outcome(r: Result | MeasurementResult) -> str:
+    return r.verdict.value if isinstance(r, Result) else r.status.value
+
+
+def item_id(r: Result | MeasurementResult) -> str:
+    return r.query_id if isinstance(r, Result) else r.item_id
+
+
+@dataclass
+class PropertySummary:
+    """Verdict counts, worst margin and time of one checked property."""
+
+    name: str
+    results: list = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[outcome(r)] = out.get(outcome(r), 0) + 1
+        return {k: out[k] for k in OUTCOMES if k in out}
+
+    @property
+    def worst_margin(self) -> float | None:
+        margins = [r.margin for r in self.results if isinstance(r, Result) and r.margin is not None]
+        return min(margins) if margins else None
+
+    @property
+    def time_s(self) -> float:
+        return sum(r.time_s for r in self.results)
+
+    @property
+    def status(self) -> str:
+        """falsified > undecided > proved (a property with no items is 'empty')."""
+        kinds = {outcome(r) for r in self.results}
+        if not kinds:
+            return "empty"
+        if kinds & {"falsified", "fail"}:
+            return "falsified"
+        if kinds <= {"proved", "pass"}:
+            return "proved"
+        return "undecided"
+
+
+def summarise(results: list[tuple[str, Result | MeasurementResult]]) -> list[PropertySummary]:
+    """Group ``(property, result)`` pairs by property, in first-seen order."""
+    by_name: dict[str, PropertySummary] = {}
+    for prop, r in results:
+        by_name.setdefault(prop, PropertySummary(prop)).results.append(r)
+    return list(by_name.values())
+
+
+def exit_code(results: list[Result | MeasurementResult]) -> int:
+    """0 all proved/passed; 1 something falsified/failed; 2 otherwise undecided (see hdsl.cli)."""
+    if any((isinstance(r, Result) and r.verdict is Verdict.FALSIFIED) or
+           (isinstance(r, MeasurementResult) and r.status is Status.FAIL) for r in results):
+        return 1
+    if all((isinstance(r, Result) and r.verdict is Verdict.PROVED) or
+           (isinstance(r, MeasurementResult) and r.status is Status.PASS) for r in results):
+        return 0
+    return 2
