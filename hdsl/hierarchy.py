@@ -148,9 +148,18 @@ def validate_hierarchy(h: Hierarchy, locate: Locator, num_outputs: int | None = 
     """Every problem with ``h``: each class exactly one leaf, no unknown class, no empty
     group, unique node names, no node named like a class, class count = outputs.
 
-    ``locate(name)`` gives the span to blame for a node or class name (or None).
+    ``locate(name)`` gives the span to blame for a node or class name (or None);
+    a locator taking ``(name, nth)`` is told which occurrence (1-based) is meant,
+    so a duplicate can point at its second occurrence.
     """
-    return _validate(h, lambda name, nth: locate(name), lambda name: locate(name), num_outputs, None)
+    import inspect
+
+    try:
+        two = len(inspect.signature(locate).parameters) >= 2
+    except (TypeError, ValueError):
+        two = False
+    tree = (lambda name, nth: locate(name, nth)) if two else (lambda name, nth: locate(name))
+    return _validate(h, tree, lambda name: tree(name, 1), num_outputs, None)
 
 
 def _validate(
