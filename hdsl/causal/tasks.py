@@ -238,3 +238,23 @@ def task_accuracy(net, task: TaskSpec) -> float:
     with torch.no_grad():
         out, _ = net.forward(x)
     return float((readout(out).numpy() == model.label(model.run(inputs))).mean())
+
+
+def rotate_after(net: TorchMLP, layer: str = "h", seed: int = 0, name: str = "hr"):
+    """Insert a linear node ``name`` = Q h after ``layer`` (Q random orthogonal) and undo it in the next layer.
+
+    The function is unchanged, but the variables are now spread over all of ``name``'s
+    neurons: neuron ranges no longer align, the rotation ``Q^T`` (rows) does. Returns (net, Q).
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    i = [lay.name for lay in net.layers].index(layer)
+    width = net.layers[i].weight.shape[0]
+    q, _ = torch.linalg.qr(torch.randn(width, width, generator=g, dtype=torch.float64))
+    nxt = net.layers[i + 1]
+    layers = list(net.layers[:i + 1]) + [
+        Layer(name, q.float(), torch.zeros(width), False),
+        Layer(nxt.name, (nxt.weight.double() @ q.T).float(), nxt.bias.clone(), nxt.relu),
+    ] + list(net.layers[i + 2:])
+    return TorchMLP(layers), q
