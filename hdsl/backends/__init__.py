@@ -74,3 +74,7 @@ def _load(target: str):
 def get(name: str) -> Backend:
     """Instantiate the backend registered as ``name`` (KeyError if unknown)."""
     return _load(REGISTRY[name])()
+
+
+register("bounds", "hdsl.backends.bounds:BoundsBackend")
+register("attack", "hdsl.backends.bounds:AttackBackend")

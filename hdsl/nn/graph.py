@@ -284,14 +284,7 @@ class Graph:
         if np.any(std == 0):
             raise ValueError("std must be non-zero")
         shape = self.input_shape
-        if len(mean) == 1:
-            bshape: tuple[int, ...] = ()
-        elif shape and len(mean) == shape[0]:
-            bshape = (len(mean),) + (1,) * (len(shape) - 1)
-        elif shape and len(mean) == shape[-1]:
-            bshape = (len(mean),)
-        else:
-            raise ValueError(f"normalisation has {len(mean)} channels; input shape is {list(shape)}")
+        bshape = channel_shape(shape, len(mean))
         dev, dt = self.device, self.dtype
         scale = torch.tensor((1.0 / std).reshape(bshape), dtype=dt, device=dev)
         shift = torch.tensor((-mean / std).reshape(bshape), dtype=dt, device=dev)
@@ -336,6 +329,21 @@ class Graph:
     def affine_layers(self) -> list[tuple[Node, LinearMap | None]]:
         """Every computing node with its linear map (``None`` for nonlinear ops)."""
         return [(n, self.linear_map(n.name) if n.is_affine else None) for n in self.nodes[1:]]
+
+
+def channel_shape(shape: tuple[int, ...], channels: int) -> tuple[int, ...]:
+    """Broadcast shape of per-channel constants for an input of per-sample ``shape``.
+
+    The channel axis is the first axis when ``channels`` matches it, else the
+    last (channels-last inputs); one value is a scalar.
+    """
+    if channels == 1:
+        return ()
+    if shape and channels == shape[0]:
+        return (channels,) + (1,) * (len(shape) - 1)
+    if shape and channels == shape[-1]:
+        return (channels,)
+    raise ValueError(f"normalisation has {channels} channels; input shape is {list(shape)}")
 
 
 class _GraphModule(torch.nn.Module):
