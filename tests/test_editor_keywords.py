@@ -1,0 +1,43 @@
+"""The keyword lists of the Pygments lexer and of the TextMate grammar equal the grammar's reserved words."""
+
+import json
+import re
+from pathlib import Path
+
+from hdsl.highlight import _DECLARES, KEYWORD_GROUPS, KEYWORDS
+from hdsl.parser import keywords
+
+ROOT = Path(__file__).resolve().parents[1]
+TM = ROOT / "editors" / "vscode" / "syntaxes" / "hspec.tmLanguage.json"
+ALT = re.compile(r"\\b\(\?:([a-z|]+)\)\\b")
+
+
+def _words(regex: str) -> list[str]:
+    m = ALT.fullmatch(regex)
+    assert m, f"not a keyword alternation: {regex}"
+    return m.group(1).split("|")
+
+
+def test_lexer_keywords_equal_the_grammar_keywords():
+    assert set(KEYWORDS) == set(keywords())
+    assert len(KEYWORDS) == sum(len(g) for g in KEYWORD_GROUPS.values())  # the groups do not overlap
+
+
+def test_textmate_keyword_groups_equal_the_lexer_groups():
+    repo = json.loads(TM.read_text(encoding="utf-8"))["repository"]
+    for group, words in KEYWORD_GROUPS.items():
+        assert sorted(_words(repo[f"keyword-{group}"]["match"])) == sorted(words), group
+    tm_all = [w for k, v in repo.items() if k.startswith("keyword-") for w in _words(v["match"])]
+    assert sorted(tm_all) == sorted(keywords())
+
+
+def test_declared_name_rules_agree():
+    repo = json.loads(TM.read_text(encoding="utf-8"))["repository"]
+    simple = repo["declaration"]["patterns"][1]["match"]
+    declares = re.match(r"\\b\(([a-z|]+)\)", simple).group(1).split("|")
+    assert declares == list(_DECLARES)
+    assert set(_DECLARES) <= set(KEYWORD_GROUPS["declaration"])
+    # the look-ahead that keeps keywords from being coloured as declared names lists every keyword
+    for pattern in repo["declaration"]["patterns"]:
+        guard = re.search(r"\(\?!(\\b\(\?:[a-z|]+\)\\b)\)", pattern["match"]).group(1)
+        assert sorted(_words(guard)) == sorted(keywords())
