@@ -369,10 +369,13 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
             if shape is None:
                 spec.error(E_SHAPE, f"the model's input shape {list(onnx_in)} has unknown dimensions",
                            m.name.span, "declare it: input [C, H, W]")
-        elif shape is not None and onnx_in is not None and not _shapes_match(shape, onnx_in):
-            spec.error(E_SHAPE, f"declared input shape {list(shape)} does not match the ONNX input "
-                                f"{[d if d is not None else '?' for d in onnx_in]}",
-                       _item_span(m, ast.ModelInput) or m.name.span)
+        elif shape is not None and onnx_in is not None:
+            if not _shapes_match(shape, onnx_in):
+                spec.error(E_SHAPE, f"declared input shape {list(shape)} does not match the ONNX input "
+                                    f"{[d if d is not None else '?' for d in onnx_in]}",
+                           _item_span(m, ast.ModelInput) or m.name.span, "give the shape without the batch dimension")
+            elif len(shape) == len(onnx_in) > 1 and onnx_in[0] in (None, 1):
+                shape = shape[1:]  # the declaration included the batch dimension
         if onnx_out is not None:
             if num_outputs is not None and num_outputs != onnx_out:
                 what = f"'{outputs_node.id}' has {num_outputs} classes" if classes is not None else \
