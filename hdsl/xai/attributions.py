@@ -120,11 +120,16 @@ def _one_batch(method: str, model, x: torch.Tensor, y: torch.Tensor, opts: dict,
             x, baselines=float(opts["baseline"]), target=target, n_steps=int(opts["steps"]))
     if method == "gradient_shap":
         lo, hi = input_range
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(opts["seed"]))
-            base = lo + (hi - lo) * torch.rand(int(opts["baselines"]), *x.shape[1:])
-            return ca.GradientShap(model).attribute(x, baselines=base, n_samples=int(opts["samples"]),
-                                                    stdevs=float(opts["stdev"]), target=target)
+        np_state = np.random.get_state()  # captum draws baselines and alphas with np.random
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(opts["seed"]))
+                np.random.seed(int(opts["seed"]))
+                base = lo + (hi - lo) * torch.rand(int(opts["baselines"]), *x.shape[1:])
+                return ca.GradientShap(model).attribute(x, baselines=base, n_samples=int(opts["samples"]),
+                                                        stdevs=float(opts["stdev"]), target=target)
+        finally:
+            np.random.set_state(np_state)
     if method == "occlusion":
         c = x.shape[1]
         w = int(opts["window"])
