@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from hdsl import ast, ir
@@ -208,8 +208,8 @@ def _data_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
                              f"{list(plan.network.input_shape)}", forall.domain)
     from hdsl.data import load_dataset
 
-    try:
-        loaded = load_dataset(ds)
+    try:  # without its span, so a problem is reported where the model meets the data
+        loaded = load_dataset(replace(ds, span=None))
     except HdslError as err:
         spec.absorb(err, forall.domain.span)
         raise _Stop from None
@@ -282,7 +282,11 @@ def _vector(spec: Spec, node, n: int, what: str) -> tuple[Fraction, ...]:
 
 def _measure(spec: Spec, plan: Plan, call: ast.Call) -> None:
     module, label = MEASURE_HOOKS[call.func.id]
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing too
+        found = False
+    if not found:
         _stop(spec, E_UNSUPPORTED, f"{label} properties are not supported by this version of hdsl", call.func,
               f"the {label} feature module ({module}) is not installed")
     try:
