@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hdsl.commands.vnnlib",
     "hdsl.commands.bench",
     "hdsl.commands.hierarchy",
+    "hdsl.commands.causal",
 )
 
 

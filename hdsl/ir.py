@@ -254,3 +254,8 @@ class Program:
     datasets: tuple[Dataset, ...] = ()
     hierarchies: tuple[Hierarchy, ...] = ()
     checks: tuple[Check, ...] = ()
+
+
+# --------------------------------------------------------------------------- causal alignment
+# Defined in hdsl.causal.ir (no torch); re-exported here as part of the IR contract.
+from hdsl.causal.ir import IIA  # noqa: E402,F401

@@ -186,3 +186,8 @@ register_handler(Query, solve_query)
 from hdsl.hierarchy_check import solve_hierarchy_query as _solve_hierarchy_query  # noqa: E402
 
 register_handler(Query, _solve_hierarchy_query)
+
+# --- causal (hdsl.causal.handler): iia(...) measurements and formal interchange checks.
+from hdsl.causal.handler import register as _register_causal  # noqa: E402
+
+_register_causal()

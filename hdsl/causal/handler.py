@@ -1,0 +1,110 @@
+"""Planner handler for ``IIA`` items: load the network graph, measure or prove, decide.
+
+Registered with ``hdsl.planner.register_handler`` when the planner is imported
+(one line at the end of ``hdsl/planner.py``), so spawned workers have it too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from hdsl.causal.ir import IIA
+from hdsl.diagnostics import HdslError
+from hdsl.results import MeasurementResult, Status
+
+
+def load_graph(network):
+    from hdsl.nn import load_onnx
+
+    graph = load_onnx(network.path)
+    if network.mean is not None and network.std is not None:
+        graph = graph.with_normalization(network.mean, network.std)
+    return graph
+
+
+def resolve_sites(alignment, graph):
+    """Fill open slices (``[a:]``, none) with node sizes and check names, ranges and rotations."""
+    from hdsl.causal.alignment import Alignment, Site
+
+    sizes = {}
+    for node in graph.nodes:
+        sizes[node.name] = math.prod(node.shape)
+    sites = []
+    for var, s in alignment.sites:
+        try:
+            name = graph.resolve(s.node)
+        except KeyError:
+            name = s.node
+        full = s.rotation.dim if s.rotation is not None else sizes.get(name, 0)
+        sites.append((var, Site(name, s.start, full if s.stop < 0 else s.stop, s.rotation, s.span)))
+    return Alignment(alignment.name, alignment.model, alignment.network, tuple(sites), alignment.encodings,
+                     alignment.span), sizes
+
+
+def run_iia(item: IIA, budget=None) -> MeasurementResult:
+    t0 = time.perf_counter()
+    try:
+        return _run(item, t0)
+    except HdslError as err:
+        msg = "; ".join(f"{d.code}: {d.message}" + (f" (hint: {d.hint})" if d.hint else "") for d in err.diagnostics)
+        return MeasurementResult(item.id, Status.ERROR, 0.0, threshold=item.threshold, comparison=item.comparison,
+                                 time_s=time.perf_counter() - t0, message=msg)
+
+
+def _run(item: IIA, t0: float) -> MeasurementResult:
+    import numpy as np
+
+    from hdsl.causal.alignment import check_alignment, encoded_width
+    from hdsl.causal.iia import decide, measure_iia
+
+    graph = load_graph(item.network)
+    alignment, sizes = resolve_sites(item.alignment, graph)
+    check_alignment(alignment, item.model, sizes)
+    width = encoded_width(item.model, alignment)
+    n_in = math.prod(graph.input_shape)
+    if width != n_in:
+        raise HdslError.single("C206", f"the one-hot encoding of {item.model.name}'s inputs has {width} features "
+                               f"but network input has {n_in}", item.span,
+                               "inputs are one-hot encoded in declaration order and concatenated")
+    inputs = None
+    if item.rows is not None:
+        arr = np.asarray(item.rows, dtype=np.int64).reshape(len(item.rows), -1)
+        inputs = {v.name: arr[:, i] for i, v in enumerate(item.model.inputs)}
+    if item.eps is not None:
+        return _formal(item, graph, alignment, inputs, t0)
+    counts = measure_iia(graph, item.model, alignment, item.groups, inputs, item.samples, item.seed)
+    res = decide(item.id, counts, item.threshold, item.comparison, item.confidence, item.metric)
+    return res
+
+
+def _formal(item: IIA, graph, alignment, inputs, t0: float) -> MeasurementResult:
+    """Region IIA (share of pair regions on which the output is right everywhere) against the threshold.
+
+    proved share <= region IIA <= centre share. Exhaustive: those two bound it exactly;
+    sampled pair regions: Clopper-Pearson on the proved count (lower) and on the centre count (upper).
+    """
+    from hdsl.causal.formal import certify
+    from hdsl.causal.stats import clopper_pearson
+
+    r = certify(graph, item.model, alignment, item.groups, item.eps, inputs, item.samples, item.seed)
+    if item.samples is None:
+        lo, hi, conf, method = r.proved / r.pairs, r.center_correct / r.pairs, 1.0, "bound-propagation"
+    else:
+        lo = clopper_pearson(r.proved, r.pairs, item.confidence)[0]
+        hi = clopper_pearson(r.center_correct, r.pairs, item.confidence)[1]
+        conf, method = item.confidence, "bound-propagation + clopper-pearson"
+    from hdsl.causal.stats import verdict
+
+    status = Status(verdict((lo, hi), item.threshold, item.comparison))
+    details = (("mode", "formal"), ("eps", item.eps), ("proved_pairs", r.proved), ("pairs", r.pairs),
+               ("centre_correct", r.center_correct), ("bound_method", r.method),
+               ("groups", [list(g) for g in r.groups]))
+    return MeasurementResult(item.id, status, r.proved / r.pairs, (lo, hi), conf, r.pairs, item.threshold,
+                             item.comparison, method, time.perf_counter() - t0, r.summary(), details)
+
+
+def register() -> None:
+    from hdsl.planner import register_handler
+
+    register_handler(IIA, run_iia)
