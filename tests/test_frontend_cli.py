@@ -1,0 +1,164 @@
+"""The spec commands end to end: exit codes, table, JSON, JUnit XML, parse/ir/fmt output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hdsl.cli import app
+from hdsl.results import Counterexample, Result, Verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+ACAS = str(ROOT / "specs" / "acasxu.hspec")
+runner = CliRunner()
+
+
+def _fake_planner(monkeypatch, verdicts):
+    """Install an ``hdsl.planner`` whose ``run_item`` returns the given verdicts in turn."""
+    seen = []
+
+    def run_item(item, budget):
+        seen.append((item, budget))
+        v = verdicts[len(seen) - 1]
+        ce = Counterexample((0.0,), (1.0,), -0.5, "onnxruntime") if v is Verdict.FALSIFIED else None
+        margin = {Verdict.PROVED: 0.25, Verdict.FALSIFIED: -0.5}.get(v)
+        return Result(item.id, v, backend="fake", margin=margin, counterexample=ce, time_s=0.01,
+                      message="" if v is not Verdict.UNKNOWN else "bounds too loose")
+
+    module = types.ModuleType("hdsl.planner")
+    module.run_item = run_item
+    monkeypatch.setitem(sys.modules, "hdsl.planner", module)
+    return seen
+
+
+@pytest.mark.parametrize("verdicts,code", [
+    ([Verdict.PROVED, Verdict.PROVED], 0),
+    ([Verdict.PROVED, Verdict.FALSIFIED], 1),
+    ([Verdict.UNKNOWN, Verdict.PROVED], 2),
+    ([Verdict.TIMEOUT, Verdict.FALSIFIED], 1),
+])
+def test_check_exit_codes_and_reports(monkeypatch, tmp_path, verdicts, code):
+    seen = _fake_planner(monkeypatch, verdicts)
+    junit = tmp_path / "out.xml"
+    res = runner.invoke(app, ["check", ACAS, "--quiet", "--junit", str(junit), "--timeout", "7"])
+    assert res.exit_code == code, res.output
+    assert "p1" in res.output and "p3" in res.output
+    assert [q.id for q, _ in seen] == ["p1", "p3"]
+    assert all(q.options.timeout == 7 for q, _ in seen)
+    root = ET.parse(junit).getroot()
+    assert root.get("tests") == "2"
+    assert root.get("failures") == str(verdicts.count(Verdict.FALSIFIED))
+
+
+def test_check_json_document(monkeypatch):
+    _fake_planner(monkeypatch, [Verdict.PROVED, Verdict.FALSIFIED])
+    res = runner.invoke(app, ["check", ACAS, "--json", "--backend", "bounds"])
+    assert res.exit_code == 1
+    doc = json.loads(res.output)
+    assert doc["exit_code"] == 1 and doc["summary"] == {"proved": 1, "falsified": 1}
+    p3 = doc["properties"][1]
+    assert p3["name"] == "p3" and p3["status"] == "falsified" and p3["worst_margin"] == -0.5
+    assert p3["items"][0]["counterexample"]["replayed_with"] == "onnxruntime"
+
+
+def test_check_without_planner_reports_unknown(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hdsl.planner", None)  # import fails
+    res = runner.invoke(app, ["check", ACAS, "--json"])
+    doc = json.loads(res.output)
+    assert res.exit_code == 2
+    assert {i["verdict"] for p in doc["properties"] for i in p["items"]} == {"unknown"}
+    assert doc["properties"][0]["items"][0]["message"] == "no backend available"
+
+
+def test_internal_error_in_a_query_is_reported_not_raised(monkeypatch):
+    module = types.ModuleType("hdsl.planner")
+
+    def boom(item, budget):
+        raise RuntimeError("kaput")
+
+    module.run_item = boom
+    monkeypatch.setitem(sys.modules, "hdsl.planner", module)
+    res = runner.invoke(app, ["check", ACAS, "--quiet"])
+    assert res.exit_code == 4 and "Traceback" not in res.output
+
+
+def test_bad_spec_exits_3_with_located_diagnostics(tmp_path):
+    bad = tmp_path / "bad.hspec"
+    bad.write_text("const x = 1\nproperty p = forall x in d: argmax n(x) = 3\n")
+    res = runner.invoke(app, ["check", str(bad), "--json"])
+    assert res.exit_code == 3
+    (d,) = json.loads(res.output)["diagnostics"]
+    assert (d["code"], d["line"], d["column"]) == ("E102", 2, 41)
+    res = runner.invoke(app, ["ir", str(bad)])
+    assert res.exit_code == 3 and "bad.hspec:2:41" in res.output and "Traceback" not in res.output
+
+
+def test_missing_spec_file_is_a_diagnostic(tmp_path):
+    res = runner.invoke(app, ["check", str(tmp_path / "nope.hspec")])
+    assert res.exit_code == 3 and "E400" in res.output
+
+
+def test_unknown_backend_option(monkeypatch):
+    _fake_planner(monkeypatch, [])
+    from hdsl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["check", ACAS, "--backend", "nope"])
+    assert e.value.code == 3
+
+
+def test_ir_and_parse_commands():
+    res = runner.invoke(app, ["ir", ACAS])
+    assert res.exit_code == 0
+    assert "query p1 on acas" in res.output and "unsafe: y0 - 3.991125645861615 >= 0" in res.output
+    res = runner.invoke(app, ["parse", ACAS, "--json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.output)
+    assert doc["node"] == "Module" and doc["statements"][0]["node"] == "Classes"
+
+
+def test_fmt_command(tmp_path):
+    f = tmp_path / "a.hspec"
+    f.write_text("const   eps=2/255\nclasses c = a   b\n")
+    res = runner.invoke(app, ["fmt", str(f), "--check"])
+    assert res.exit_code == 1
+    res = runner.invoke(app, ["fmt", str(f)])
+    assert res.exit_code == 0 and f.read_text() == "const eps = 2/255\nclasses c = a b\n"
+    assert runner.invoke(app, ["fmt", str(f), "--check"]).exit_code == 0
+    f.write_text("const = 1\n")
+    from hdsl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["fmt", str(f)])
+    assert e.value.code == 3 and f.read_text() == "const = 1\n"
+
+
+def test_real_check_on_a_tiny_model(tmp_path):
+    """No fake planner: the shipped backends decide a trivially true and a trivially false property."""
+    pytest.importorskip("hdsl.planner")
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.array([[1.0, 0.0], [0.0, 0.0]], np.float32), "W")
+    b = numpy_helper.from_array(np.array([0.0, -1.0], np.float32), "b")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "lin.onnx"))
+    spec = tmp_path / "lin.hspec"
+    spec.write_text('model m = onnx "lin.onnx" { input [2] in [0, 1] outputs 2 }\n'
+                    "property holds = forall x in box([0, 0], [1, 1]): m(x)[0] >= m(x)[1]\n"
+                    "property fails = forall x in box([0, 0], [1, 1]): m(x)[0] <= 0.5\n")
+    res = runner.invoke(app, ["check", str(spec), "--json", "--timeout", "20"])
+    doc = json.loads(res.output)
+    verdicts = {p["name"]: p["items"][0]["verdict"] for p in doc["properties"]}
+    assert verdicts["fails"] == "falsified"
+    assert verdicts["holds"] in ("proved", "unknown")  # never falsified
+    assert res.exit_code == 1
