@@ -395,6 +395,24 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
             seed = _int(spec, opt.value, "seed")
     if samples is not None and samples <= 0:
         raise _err(E_CALL, "samples must be positive", call)
+    from hdsl.causal.alignment import check_disjoint
+    from hdsl.causal.iia import DEFAULT_MAX_PAIRS
+
+    n = len(rows) if rows is not None else model.input_count
+    for groups in experiments:
+        if all(s.stop >= 0 for _, s in alignment.sites):
+            try:
+                check_disjoint(alignment, tuple(v for g in groups for v in g))
+            except HdslError as err:
+                raise _err(err.diagnostics[0].code, err.diagnostics[0].message, call, err.diagnostics[0].hint) \
+                    from None
+        total = n ** (len(groups) + 1)
+        limit = 200_000 if eps is not None else DEFAULT_MAX_PAIRS
+        if samples is None and total > limit:
+            what = "pair regions" if eps is not None else "tuples"
+            raise _err(E_CALL, f"`over all` enumerates {total:,} {what} here ({n} input settings, {len(groups)} "
+                       f"source(s)), over the limit of {limit:,}", call,
+                       "sample instead: add `with confidence 0.99 samples 10000`")
     items = []
     for groups in experiments:
         tag = ",".join("{" + ",".join(g) + "}" for g in groups)

@@ -1,0 +1,155 @@
+"""The causal constructs of the language: lowering, diagnostics, and `hdsl check` end to end."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from hdsl.causal.ir import IIA
+from hdsl.check import check_file
+from hdsl.lower import lower
+from hdsl.planner import run_item
+from hdsl.results import Status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADER = """
+model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
+causal model circuit {
+  input a, b, c, d in bool
+  P = a and b
+  Q = c and d
+  O = P or Q
+}
+alignment right of circuit to net { P -> layer "h"[0:4]  Q -> layer "h"[4:8] }
+alignment wrong of circuit to net { P -> layer "h"[4:8] }
+"""
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    shutil.copy(ROOT / "models" / "causal_bool.onnx", tmp_path / "causal_bool.onnx")
+    return tmp_path
+
+
+def _spec(workdir, body: str):
+    p = workdir / "s.hspec"
+    p.write_text(HEADER + body)
+    return check_file(p)
+
+
+def _items(spec):
+    prog = lower(spec)
+    return [i for c in prog.checks for i in c.items]
+
+
+def test_shipped_circuit_spec_end_to_end():
+    spec = check_file(ROOT / "specs" / "causal_circuit.hspec")
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    results = {i.id: run_item(i) for i in _items(spec)}
+    assert {k: r.status for k, r in results.items()} == {
+        "right_p/iia{P}": Status.PASS, "right_p/iia{Q}": Status.PASS, "right_p/iia{P,Q}": Status.PASS,
+        "wrong_p/iia{P}": Status.FAIL, "wrong_p_changed/iia{P}": Status.FAIL, "right_p_formal/iia{P}": Status.PASS,
+    }
+    wrong = dict(results["wrong_p/iia{P}"].details)
+    assert wrong["iia_exact"] == "65/128" and wrong["null_exact"] == "23/32" and wrong["iia_eff_exact"] == "1/8"
+    assert results["wrong_p_changed/iia{P}"].estimate == pytest.approx(1 / 8)
+    formal = results["right_p_formal/iia{P}"]
+    assert formal.method == "bound-propagation" and dict(formal.details)["proved_pairs"] == 256
+
+
+def test_lowering_experiments_and_options(workdir):
+    spec = _spec(workdir, """
+property p = iia(net, circuit, right, over all, intervene {P}, {P, Q}) >= 0.9
+property m = iia(net, circuit, right, over all, intervene [{P}, {Q}]) >= 0.9 with confidence 0.99 samples 500 seed 3
+check p, m
+""")
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    items = _items(spec)
+    assert all(isinstance(i, IIA) for i in items)
+    assert [i.groups for i in items] == [(("P",),), (("P", "Q"),), (("P",), ("Q",))]
+    m = items[2]
+    assert (m.samples, m.seed, m.confidence, m.threshold) == (500, 3, 0.99, 0.9)
+    assert items[0].model.var("P").type.kind == "bool" and items[0].model.output == "O"
+    r = run_item(m)
+    assert r.status is Status.PASS and r.method == "clopper-pearson" and r.samples == 500
+
+
+def test_arithmetic_types_are_inferred(workdir):
+    p = workdir / "a.hspec"
+    p.write_text("""
+model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
+causal model add {
+  input x, y in range(3)
+  s = x + y
+  big = s >= 3
+}
+""")
+    spec = check_file(p)
+    from hdsl.causal.spec import lower_causal_model
+
+    m = lower_causal_model(spec, spec.symbols["add"].node)
+    assert str(m.var("s").type) == "int[0..4]" and m.var("big").type.kind == "bool"
+    vals = m.run(m.enumerate_inputs())
+    assert list(vals["big"]) == [int(a + b >= 3) for a in range(3) for b in range(3)]
+
+
+@pytest.mark.parametrize("body, code, words", [
+    ("property p = iia(net, circuit, right, over all, intervene {R}) >= 0.9\ncheck p", "E703", "not a variable"),
+    ("property p = iia(net, circuit, nope, over all, intervene {P}) >= 0.9\ncheck p", "E703", "not a alignment"),
+    ("property p = iia(net, circuit, right, intervene {P}) >= 0.9\ncheck p", "E703", "over all"),
+    ("property p = iia(net, circuit, right, over all, intervene {P}) >= 2\ncheck p", "E703", "threshold"),
+    ("alignment both of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[2:6] }\n"
+     "property p = iia(net, circuit, both, over all, intervene {P, Q}) >= 0.9\ncheck p", "C211", "overlapping"),
+    ("alignment bad of circuit to net { Z -> layer \"h\"[0:4] }\n"
+     "property p = iia(net, circuit, bad, over all, intervene {P}) >= 0.9\ncheck p", "E702", "not a variable"),
+])
+def test_bad_input_is_a_located_diagnostic(workdir, body, code, words):
+    spec = _spec(workdir, body)
+    errs = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert errs and errs[0].code == code and words in errs[0].message, [d.render() for d in errs]
+    assert errs[0].span is not None
+
+
+def test_causal_model_errors(workdir):
+    p = workdir / "e.hspec"
+    p.write_text("""
+model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
+causal model m {
+  input a, b in bool
+  P = a and Q
+  Q = b
+}
+alignment al of m to net { P -> layer "h"[0:4] }
+property p = iia(net, m, al, over all, intervene {P}) >= 0.9
+check p
+""")
+    spec = check_file(p)
+    errs = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert errs and errs[0].code == "E701" and "before its equation" in errs[0].message
+
+
+def test_exhaustive_budget_and_unknown_node(workdir):
+    heq = """
+causal model heq {
+  input W, X, Y, Z in range(6)
+  WX = W == X
+  YZ = Y == Z
+  O = WX == YZ
+}
+alignment r of heq to net { WX -> layer "h"[0:8]  YZ -> layer "nowhere"[8:16] }
+property p = iia(net, heq, r, over all, intervene [{WX}, {YZ}]) >= 0.9
+check p
+"""
+    spec = _spec(workdir, heq)
+    errs = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert errs and "samples" in (errs[0].hint or "") and "2,176,782,336" in errs[0].message
+    # a node the network does not have: the measurement reports an error naming it
+    spec = _spec(workdir, heq.replace("intervene [{WX}, {YZ}]", "intervene {YZ}").replace(
+        "property p = iia(net, heq, r, over all", "property p = iia(net, heq, r, over all"))
+    items = _items(spec)
+    r = run_item(items[0])
+    assert r.status is Status.ERROR and "nowhere" in r.message
