@@ -294,8 +294,8 @@ class _Printer:
                 continue
             flush()
             self._before(it.span.start, indent)
-            one_line = f"{it.name.name} {{ " + " ".join(c.name for c in it.children) + " }"
-            simple = all(isinstance(c, ast.Ident) for c in it.children) and it.children
+            simple = bool(it.children) and all(isinstance(c, ast.Ident) for c in it.children)
+            one_line = f"{it.name.name} {{ " + " ".join(c.name for c in it.children) + " }" if simple else ""
             if simple and len(indent + one_line) <= WIDTH and not self._comment_between(it.span.start, it.span.end):
                 self.lines.append(indent + one_line + self._trailing(it.span.end))
             elif not it.children:

@@ -274,7 +274,7 @@ def _syntax_diagnostic(source: SourceFile, exc: _Syntax) -> Diagnostic:
         expected = expected_labels(names)
         span = Span(source, tok.start_pos, tok.end_pos)
         hint = None
-        if "NAME" in names and _WORD.match(str(tok)) and str(tok) in keywords():
+        if names == {"NAME"} and str(tok) in keywords():
             hint = f"'{tok}' is a keyword; choose another name"
         elif str(tok) == "=" and "'=='" in expected:
             hint = "compare with '==' ('=' only introduces a declaration)"
