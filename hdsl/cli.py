@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hdsl.commands.bench",
     "hdsl.commands.hierarchy",
     "hdsl.commands.causal",
+    "hdsl.commands.lsp",
 )
 
 
@@ -69,7 +70,12 @@ for _module in COMMAND_MODULES:
 def print_diagnostics(diagnostics, console: Console | None = None) -> None:
     console = console or Console(stderr=True, highlight=False)
     for d in diagnostics:
-        console.print(d.render(), markup=False, highlight=False)
+        if console.is_terminal and not console.no_color:  # colours for people; plain text for pipes and tests
+            from hdsl.highlight import highlight_excerpt
+
+            console.print(highlight_excerpt(d), highlight=False)
+        else:
+            console.print(d.render(), markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,250 @@
+"""Language-server features as pure functions: diagnostics, hover, completion, definition, formatting."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lsprotocol")
+
+from lsprotocol import types as lsp  # noqa: E402
+
+from hdsl.lsp.analysis import analyse, statement_starts, tolerant_text, uri_to_path  # noqa: E402
+from hdsl.lsp.features import (  # noqa: E402
+    complete_at,
+    definition_at,
+    diagnostics_for,
+    document_symbols,
+    folding_ranges,
+    format_edits,
+    hover_at,
+    word_at,
+)
+from hdsl.lsp.positions import offset_at  # noqa: E402
+from hdsl.source import SourceFile, Span  # noqa: E402
+
+SPEC = """\
+# 𝔼 é: non-ASCII text in a comment
+const eps = 1/255
+
+classes c3 = cat dog car
+hierarchy h over c3 {
+  animal { cat dog }
+  car
+}
+
+model net = onnx "net.onnx" { input [4] in [0, 1]  outputs c3 }
+data d = npz "d.npz" take 2
+
+property p =
+  forall (x, y) in d:
+    forall x2 in linf(x, eps):
+      argmax net(x2) in ancestor(h, y, level 1)
+
+check p
+"""
+
+
+@pytest.fixture()
+def spec_file(tmp_path):
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    np.savez(folder / "d.npz", x=np.zeros((3, 4), np.float32), y=np.array([0, 1, 2]))
+    _tiny_onnx(folder / "net.onnx")
+    path = folder / "spec.hspec"
+    path.write_text(SPEC, encoding="utf-8")
+    return path
+
+
+def _tiny_onnx(path: Path) -> None:
+    """x[1, 4] -> Gemm -> y[1, 3], built with onnx.helper (no torch needed)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4) / 10, "w")
+    b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def _pos(text: str, needle: str, nth: int = 0, delta: int = 0) -> tuple[int, int]:
+    """LSP (line, UTF-16 character) of the nth occurrence of ``needle`` (plus ``delta`` code points)."""
+    i = -1
+    for _ in range(nth + 1):
+        i = text.index(needle, i + 1)
+    (line, char), _ = Span(SourceFile("x", text), i + delta, i + delta).lsp_range()
+    return line, char
+
+
+def test_positions_round_trip_through_utf16():
+    text = "a𝔼b\n𝔼𝔼 x é\n\nlast"
+    src = SourceFile("x", text)
+    for offset in range(len(text) + 1):
+        (line, char), _ = Span(src, offset, offset).lsp_range()
+        assert offset_at(src, line, char) == offset
+    assert offset_at(src, 1, 2) == text.index("\n") + 2  # after the first 𝔼 of line 2 (two UTF-16 units)
+    assert offset_at(src, 9, 0) == len(text)
+
+
+def test_uri_to_path(tmp_path):
+    assert uri_to_path((tmp_path / "a b.hspec").as_uri()) == str(tmp_path / "a b.hspec")
+    assert uri_to_path("untitled:Untitled-1") == "untitled:Untitled-1"
+
+
+def test_syntax_error_position_counts_utf16_units():
+    text = 'const k = 1\nproperty p = "𝔼é" == 1 = 2\n'
+    (d,) = diagnostics_for("file:///nowhere/x.hspec", text)
+    assert d.code == "E102" and d.severity == lsp.DiagnosticSeverity.Error
+    col = text.splitlines()[1].index("= 2")
+    assert (d.range.start.line, d.range.start.character) == (1, col + 1)  # 𝔼 is two UTF-16 units
+    assert (d.range.end.line, d.range.end.character) == (1, col + 2)
+
+
+def test_checker_diagnostics_resolve_files_next_to_the_document(spec_file, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    assert diagnostics_for(spec_file.as_uri(), SPEC) == []
+    moved = (tmp_path / "other.hspec").as_uri()
+    found = {(d.code, d.range.start.line) for d in diagnostics_for(moved, SPEC)}
+    assert found == {("E411", 9), ("E401", 10)}  # the model and the data are not next to other.hspec
+    bad = SPEC.replace("hierarchy h over c3", "hierarchy h over c4")
+    codes = {(x.code, x.range.start.line, x.range.start.character) for x in diagnostics_for(spec_file.as_uri(), bad)}
+    assert ("E202", 4, 17) in codes
+
+
+def test_diagnostics_of_an_imported_file_point_at_the_import(tmp_path):
+    (tmp_path / "lib.hspec").write_text("classes c = a b\nconst z = \n", encoding="utf-8")
+    text = 'import "lib.hspec"\nconst k = 1\n'
+    (d,) = diagnostics_for((tmp_path / "main.hspec").as_uri(), text)
+    assert d.range.start.line == 0 and d.range.start.character == 7
+    assert "lib.hspec:3:1" in d.message
+
+
+def test_hover_declaration_kind_definition_and_facts(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    h = hover_at(a, *_pos(SPEC, "eps", 1))
+    assert "**const** `eps`" in h.contents.value and "const eps = 1/255" in h.contents.value
+    assert "0.00392157" in h.contents.value
+    assert (h.range.start.line, h.range.start.character) == _pos(SPEC, "eps", 1)
+    hd = hover_at(a, *_pos(SPEC, "d", 0, 0) if False else _pos(SPEC, "in d", 0, 3))
+    assert "**data** `d`" in hd.contents.value and "2 rows selected" in hd.contents.value
+
+
+def test_hover_hierarchy_node_lists_its_leaves(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    h = hover_at(a, *_pos(SPEC, "animal"))
+    assert "node** `animal` of hierarchy `h` (level 1)" in h.contents.value
+    assert "2 leaves: cat, dog" in h.contents.value
+    c = hover_at(a, *_pos(SPEC, "dog", 1))
+    assert "output 1 of `c3`" in c.contents.value and "h > animal > dog" in c.contents.value
+    hh = hover_at(a, *_pos(SPEC, "ancestor(h", 0, 9))
+    assert "**hierarchy** `h`" in hh.contents.value and "3 leaves, depth 2" in hh.contents.value
+
+
+def test_hover_binder_keyword_builtin_and_nothing_in_comments(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    assert "bound variable" in hover_at(a, *_pos(SPEC, "x2", 0, 1)).contents.value
+    assert "forall x in DOMAIN" in hover_at(a, *_pos(SPEC, "forall")).contents.value
+    assert "L-infinity" in hover_at(a, *_pos(SPEC, "linf")).contents.value
+    assert hover_at(a, *_pos(SPEC, "non-ASCII")) is None
+    assert hover_at(a, *_pos(SPEC, "d.npz")) is None
+
+
+def test_definition_of_names_classes_nodes_and_binders(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    (loc,) = definition_at(a, *_pos(SPEC, "eps", 1))
+    assert loc.uri == spec_file.as_uri() and (loc.range.start.line, loc.range.start.character) == (1, 6)
+    (loc,) = definition_at(a, *_pos(SPEC, "dog", 1))
+    assert (loc.range.start.line, loc.range.start.character) == _pos(SPEC, "dog")
+    (loc,) = definition_at(a, *_pos(SPEC, "(x, eps", 0, 1))
+    assert (loc.range.start.line, loc.range.start.character) == _pos(SPEC, "(x, y)", 0, 1)
+    assert definition_at(a, *_pos(SPEC, "forall")) == []
+
+
+def test_definition_in_an_imported_file(tmp_path):
+    lib = tmp_path / "lib.hspec"
+    lib.write_text("# shared\nconst eps = 2/255\n", encoding="utf-8")
+    text = 'import "lib.hspec"\nconst k = eps * 2\n'
+    a = analyse((tmp_path / "main.hspec").as_uri(), text)
+    (loc,) = definition_at(a, *_pos(text, "eps"))
+    assert loc.uri == lib.resolve().as_uri() and (loc.range.start.line, loc.range.start.character) == (1, 6)
+
+
+def _labels(items):
+    return {i.label for i in items}
+
+
+def test_completion_keywords_come_from_the_parser(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    top = _labels(complete_at(a, *_pos(SPEC, "check p")))
+    assert {"model", "data", "property", "check", "hierarchy"} <= top
+    assert "forall" not in top and "eps" not in top  # a statement or an operator continues here
+    text = "model net = onnx \"m.onnx\" {\n  \n}\n"
+    block = _labels(complete_at(analyse("file:///x/y.hspec", text), 1, 2))
+    assert block == {"input", "normalize", "outputs"}
+
+
+def test_completion_names_fit_the_context(spec_file):
+    text = SPEC + "check "
+    a = analyse(spec_file.as_uri(), text)
+    lines = text.split("\n")
+    at_check = _labels(complete_at(a, len(lines) - 1, len("check ")))
+    assert at_check == {"p"}  # only properties after `check`
+    text2 = SPEC + "hierarchy g over "
+    a2 = analyse(spec_file.as_uri(), text2)
+    assert _labels(complete_at(a2, len(text2.split("\n")) - 1, len("hierarchy g over "))) == {"c3"}
+    text3 = SPEC + "property q = argmax y in {"
+    a3 = analyse(spec_file.as_uri(), text3)
+    items = _labels(complete_at(a3, len(text3.split("\n")) - 1, len("property q = argmax y in {")))
+    assert {"cat", "dog", "animal", "eps", "d", "linf", "ancestor", "argmax", "forall", "not"} <= items
+    text4 = SPEC + "model m = "
+    a4 = analyse(spec_file.as_uri(), text4)
+    assert _labels(complete_at(a4, len(text4.split("\n")) - 1, len("model m = "))) == {"onnx"}
+
+
+def test_completion_survives_a_syntax_error_and_skips_comments_and_strings(spec_file):
+    broken = SPEC.replace("const eps = 1/255", "const eps = 1/")
+    a = analyse(spec_file.as_uri(), broken)
+    assert a.module is None and "h" in a.decls and "animal" in a.groups
+    text = broken + "check "
+    a = analyse(spec_file.as_uri(), text)
+    assert _labels(complete_at(a, len(text.split("\n")) - 1, 6)) == {"p"}
+    assert complete_at(a, *_pos(text, "non-ASCII", 0, 3)) == []
+    assert complete_at(a, *_pos(text, "d.npz", 0, 1)) == []
+
+
+def test_statement_split_and_tolerant_text():
+    text = 'causal model m { input a }\nconst k = "model" # const\nproperty p = \nconst j = 2\n'
+    assert [text[s:s + 5] for s in statement_starts(text)] == ["causa", "const", "prope", "const"]
+    kept = tolerant_text(text, "x")
+    assert len(kept) == len(text) and "property" not in kept and "const j = 2" in kept
+
+
+def test_formatting_is_one_whole_document_edit():
+    ugly = "const   k =   1\n\n\n\nclasses c = a   b\n"
+    (edit,) = format_edits(ugly, "x.hspec")
+    assert edit.range.start == lsp.Position(0, 0) and edit.range.end.line == 5
+    from hdsl.fmt import format_text
+
+    assert edit.new_text == format_text(ugly, "x.hspec")
+    assert format_edits(edit.new_text, "x.hspec") == []
+    assert format_edits("const k = ", "x.hspec") == []
+
+
+def test_symbols_and_folding(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    symbols = document_symbols(a)
+    assert [s.name for s in symbols] == ["eps", "c3", "h", "net", "d", "p"]
+    assert [c.name for c in symbols[2].children] == ["animal"]
+    folds = {(f.start_line, f.end_line) for f in folding_ranges(a)}
+    assert (4, 7) in folds and (12, 15) in folds
+
+
+def test_word_at_ignores_strings_and_comments():
+    src = SourceFile("x", 'data d = npz "word.npz" # word\n')
+    assert word_at(src, src.text.index("word")) is None
+    assert word_at(src, src.text.index("# word") + 3) is None
+    assert word_at(src, 5)[2:] == ("d", "name")
+    assert word_at(src, 6)[2:] == ("d", "name")  # just after the word
+    assert word_at(src, 0)[2:] == ("data", "keyword")
