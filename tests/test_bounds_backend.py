@@ -16,7 +16,6 @@ from hdsl.nn.build import mlp, random_mlp, save
 from hdsl.results import Verdict
 
 torch.set_num_threads(1)
-NETS = Path(__file__).parent / "data" / "nets"
 ROOT = Path(__file__).parent.parent
 
 
@@ -157,7 +156,7 @@ def test_spec_index_out_of_range_is_an_error(t1):
 
 def test_acas_box_property():
     """ACAS Xu net 1_1: a small box where the first score stays below a bound, and one where it does not."""
-    net = ir.Network("acas", str(NETS / "ACASXU_run2a_1_1_batch_2000.onnx"), (1, 1, 5))
+    net = ir.Network("acas", str(ROOT / "models" / "acasxu_1_1.onnx"), (1, 1, 5))
     c = np.array([0.64, 0.0, 0.0, 0.475, -0.475])
     lo, hi = c - 0.005, c + 0.005
     from hdsl.nn import load_onnx

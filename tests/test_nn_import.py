@@ -14,7 +14,6 @@ from hdsl.nn import load_onnx
 from hdsl.nn.build import model_from_nodes, random_convnet, random_mlp, save
 from hdsl.nn.ort import compare_with_onnxruntime, run_onnx
 
-NETS = Path(__file__).parent / "data" / "nets"
 ROOT = Path(__file__).parent.parent
 TOL = 1e-4
 
@@ -196,15 +195,15 @@ def test_record_patch_normalization_module_linear_map(tmp_path):
 
 
 def test_fixed_batch_and_gpu_free_to():
-    g = load_onnx(NETS / "ACASXU_run2a_1_1_batch_2000.onnx")
+    g = load_onnx(ROOT / "models" / "acasxu_1_1.onnx")
     assert g.input_shape == (1, 1, 5) and g.output_size == 5
     assert g.to("cpu").exact is not None
     assert compare_with_onnxruntime(g, n=32) < 1e-4
 
 
 @pytest.mark.parametrize("path,shape", [
-    (NETS / "ACASXU_run2a_1_1_batch_2000.onnx", (1, 1, 5)),
-    (NETS / "mnist-net_256x2.onnx", (784, 1)),
+    (ROOT / "models" / "acasxu_1_1.onnx", (1, 1, 5)),
+    (ROOT / "models" / "mnist_256x2.onnx", (784, 1)),
     (ROOT / "models" / "cifar10_small.onnx", (32, 32, 3)),
 ])
 def test_benchmark_networks_match_onnxruntime(path, shape):
