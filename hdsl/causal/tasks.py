@@ -135,7 +135,21 @@ def _block_mask(rows_per: list[int], cols_per: list[list[int]], n_in: int):
 
 
 def train(task: TaskSpec, seed: int = 0, max_steps: int = 3000, margin: float = 2.0) -> TorchMLP:
-    """Full-batch Adam on every input (class-balanced) until all are right with logit margin >= ``margin``."""
+    """Full-batch Adam on every input (class-balanced) until all are right with logit margin >= ``margin``.
+
+    Runs on one thread: the matrices are tiny, and extra threads only add contention.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(task, seed, max_steps, margin)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(task: TaskSpec, seed: int, max_steps: int, margin: float) -> TorchMLP:
     import numpy as np
     import torch
 
