@@ -48,7 +48,7 @@ __all__ = [
 # Refuse to expand formulas into more than this many disjuncts (DNF blow-up).
 MAX_DISJUNCTS = 100_000
 
-_TOKEN = re.compile(r"(?P<ws>\s+)|(?P<comment>;[^\n]*)|(?P<lp>\()|(?P<rp>\))|(?P<atom>[^\s();]+)")
+_TOKEN = re.compile(r";[^\n]*|[()]|[^\s();]+")  # comments, parentheses, atoms (whitespace skipped)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 _VAR = re.compile(r"([XY])_(\d+)\Z")
 _CMP = {"<=", ">=", "<", ">", "="}
@@ -143,22 +143,23 @@ def _sexprs(src: SourceFile) -> list[_Node]:
     stack: list[_Node] = []
     top: list[_Node] = []
     for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
-        if kind == "ws" or kind == "comment":
+        tok = m.group()
+        first = tok[0]
+        if first == ";":
             continue
-        if kind == "lp":
-            stack.append(_Node(m.start(), m.start(), items=[]))
-        elif kind == "rp":
+        start = m.start()
+        if first == "(":
+            stack.append(_Node(start, start, items=[]))
+        elif first == ")":
             if not stack:
-                raise _error(src, "V101", "unbalanced ')'", m.start(), m.end(), "remove this parenthesis")
+                raise _error(src, "V101", "unbalanced ')'", start, start + 1, "remove this parenthesis")
             node = stack.pop()
-            node.end = m.end()
+            node.end = start + 1
             (stack[-1].items if stack else top).append(node)  # type: ignore[union-attr]
         else:
-            node = _Node(m.start(), m.end(), atom=m.group())
             if not stack:
-                raise _error(src, "V102", f"unexpected '{node.atom}' outside parentheses", node.start, node.end)
-            stack[-1].items.append(node)  # type: ignore[union-attr]
+                raise _error(src, "V102", f"unexpected '{tok}' outside parentheses", start, m.end())
+            stack[-1].items.append(_Node(start, m.end(), atom=tok))  # type: ignore[union-attr]
     if stack:
         open_ = stack[-1]
         raise _error(src, "V101", "unclosed '(' (end of file reached)", open_.start, open_.start + 1,
