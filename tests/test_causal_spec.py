@@ -153,3 +153,45 @@ check p
     items = _items(spec)
     r = run_item(items[0])
     assert r.status is Status.ERROR and "nowhere" in r.message
+
+
+def test_over_a_data_set_of_input_settings(workdir):
+    import numpy as np
+
+    rows = np.array([[a, b, c, d] for a in (0, 1) for b in (0, 1) for c in (0, 1) for d in (0, 1)])[::2]
+    np.savez(workdir / "rows.npz", x=rows.astype(np.float32))
+    spec = _spec(workdir, """
+data settings = npz "rows.npz"
+property p = iia(net, circuit, right, over settings, intervene {P}) >= 0.99
+property q = iia(net, circuit, wrong, over settings, intervene {P}) >= 0.99
+check p, q
+""")
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    p, q = _items(spec)
+    assert p.rows is not None and len(p.rows) == 8 and p.data == "settings"
+    rp, rq = run_item(p), run_item(q)
+    assert rp.status is Status.PASS and rp.samples == 64
+    assert rq.status is Status.FAIL and dict(rq.details)["pairs"] == 64
+
+
+def test_deadlines():
+    import time
+
+    import torch
+
+    from hdsl.causal import tasks
+    from hdsl.causal.alignment import Alignment, Site
+    from hdsl.causal.iia import measure_iia
+    from hdsl.diagnostics import HdslError
+    from hdsl.nn import load_onnx
+
+    graph = load_onnx(ROOT / "models" / "causal_bool.onnx")
+    m = tasks.bool_model()
+    al = Alignment("r", m.name, "net", (("P", Site("h", 0, 4)),))
+    past = time.monotonic() - 1
+    c = measure_iia(graph, m, al, [("P",)], samples=100, deadline=past)
+    assert c.truncated and c.pairs == 0
+    with pytest.raises(HdslError) as err:
+        measure_iia(graph, m, al, [("P",)], deadline=past)
+    assert err.value.diagnostics[0].code == "C305"
+    assert torch.get_num_threads() >= 1

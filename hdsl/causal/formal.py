@@ -157,7 +157,7 @@ def interchange_graph(graph, sites_by_group: list[list[tuple[str, "object"]]]):
 
 def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, inputs: dict | None = None,
             samples: int | None = None, seed: int = 0, method: str = "crown", batch_size: int = 4096,
-            max_pairs: int = 200_000) -> FormalResult:
+            max_pairs: int = 200_000, deadline: float | None = None) -> FormalResult:
     """Prove, pair region by pair region, that the interchange output's argmax is the counterfactual label."""
     import numpy as np
     import torch
@@ -199,8 +199,14 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
     rng = np.random.default_rng(seed)
     count = total if samples is None else int(samples)
     proved = centre_ok = 0
+    done = 0
     xt = torch.from_numpy(x).double()
     for start in range(0, count, batch_size):
+        if deadline is not None and time.monotonic() > deadline:
+            if samples is None:
+                raise HdslError.single("C504", f"timed out after {start:,} of {count:,} pair regions",
+                                       alignment.span, "raise the timeout, or sample pairs (`samples N`)")
+            break  # sampled: the regions checked so far are still a uniform sample
         m = min(batch_size, count - start)
         if samples is None:
             ks = np.arange(start, start + m, dtype=np.int64)
@@ -229,4 +235,5 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
                                device="cpu")
         ok = (lb > 0).all(dim=1) if n_out > 1 else lb[:, 0] > 0
         proved += int(ok.sum())
-    return FormalResult(groups, eps, method, count, proved, centre_ok, time.perf_counter() - t0)
+        done += m
+    return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0)

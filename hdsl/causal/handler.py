@@ -44,15 +44,16 @@ def resolve_sites(alignment, graph):
 
 def run_iia(item: IIA, budget=None) -> MeasurementResult:
     t0 = time.perf_counter()
+    deadline = getattr(budget, "deadline", None)
     try:
-        return _run(item, t0)
+        return _run(item, t0, deadline if deadline is not None and deadline != float("inf") else None)
     except HdslError as err:
         msg = "; ".join(f"{d.code}: {d.message}" + (f" (hint: {d.hint})" if d.hint else "") for d in err.diagnostics)
         return MeasurementResult(item.id, Status.ERROR, 0.0, threshold=item.threshold, comparison=item.comparison,
                                  time_s=time.perf_counter() - t0, message=msg)
 
 
-def _run(item: IIA, t0: float) -> MeasurementResult:
+def _run(item: IIA, t0: float, deadline: float | None) -> MeasurementResult:
     import numpy as np
 
     from hdsl.causal.alignment import check_alignment, encoded_width
@@ -72,13 +73,14 @@ def _run(item: IIA, t0: float) -> MeasurementResult:
         arr = np.asarray(item.rows, dtype=np.int64).reshape(len(item.rows), -1)
         inputs = {v.name: arr[:, i] for i, v in enumerate(item.model.inputs)}
     if item.eps is not None:
-        return _formal(item, graph, alignment, inputs, t0)
-    counts = measure_iia(graph, item.model, alignment, item.groups, inputs, item.samples, item.seed)
+        return _formal(item, graph, alignment, inputs, t0, deadline)
+    counts = measure_iia(graph, item.model, alignment, item.groups, inputs, item.samples, item.seed,
+                         deadline=deadline)
     res = decide(item.id, counts, item.threshold, item.comparison, item.confidence, item.metric)
     return res
 
 
-def _formal(item: IIA, graph, alignment, inputs, t0: float) -> MeasurementResult:
+def _formal(item: IIA, graph, alignment, inputs, t0: float, deadline: float | None) -> MeasurementResult:
     """Region IIA (share of pair regions on which the output is right everywhere) against the threshold.
 
     proved share <= region IIA <= centre share. Exhaustive: those two bound it exactly;
@@ -87,7 +89,11 @@ def _formal(item: IIA, graph, alignment, inputs, t0: float) -> MeasurementResult
     from hdsl.causal.formal import certify
     from hdsl.causal.stats import clopper_pearson
 
-    r = certify(graph, item.model, alignment, item.groups, item.eps, inputs, item.samples, item.seed)
+    r = certify(graph, item.model, alignment, item.groups, item.eps, inputs, item.samples, item.seed,
+                deadline=deadline)
+    if r.pairs == 0:
+        return MeasurementResult(item.id, Status.INCONCLUSIVE, 0.0, None, None, 0, item.threshold, item.comparison,
+                                 "bound-propagation", time.perf_counter() - t0, "timed out before any pair region")
     if item.samples is None:
         lo, hi, conf, method = r.proved / r.pairs, r.center_correct / r.pairs, 1.0, "bound-propagation"
     else:

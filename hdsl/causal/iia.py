@@ -40,6 +40,7 @@ class IIACounts:
     task_correct: int
     task_total: int
     time_s: float = 0.0
+    truncated: bool = False  # a sampled run stopped early by its deadline
 
     @property
     def iia(self) -> Fraction:
@@ -93,11 +94,15 @@ def _check_groups(model: CausalModel, alignment: Alignment, groups) -> tuple[tup
 
 def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: dict | None = None,
                 samples: int | None = None, seed: int = 0, max_pairs: int = DEFAULT_MAX_PAIRS,
-                batch_size: int = 16384, interchanger: Interchanger | None = None) -> IIACounts:
+                batch_size: int = 16384, interchanger: Interchanger | None = None,
+                deadline: float | None = None) -> IIACounts:
     """IIA of ``alignment`` for the intervention ``groups`` over the input set (all settings by default).
 
     ``samples=None`` enumerates every (base, source_1, ..., source_k) tuple of the input set;
-    otherwise ``samples`` tuples are drawn uniformly with ``seed``.
+    otherwise ``samples`` tuples are drawn uniformly with ``seed``. Past ``deadline``
+    (``time.monotonic()``), an exhaustive run stops with a diagnostic; a sampled run keeps the
+    tuples drawn so far (the stopping time does not depend on the outcomes, so they remain a
+    uniform sample) and says so in ``IIACounts.truncated``.
     """
     import numpy as np
     import torch
@@ -121,7 +126,13 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
     rng = np.random.default_rng(seed)
     count = total if samples is None else int(samples)
     hits = eff = eff_hits = 0
+    done = 0
     for start in range(0, count, batch_size):
+        if deadline is not None and time.monotonic() > deadline:
+            if samples is None:
+                raise HdslError.single("C305", f"timed out after {start:,} of {count:,} exhaustive tuples",
+                                       alignment.span, "raise the timeout, or sample (`samples N`)")
+            break
         m = min(batch_size, count - start)
         if samples is None:
             ks = np.arange(start, start + m, dtype=np.int64)
@@ -142,8 +153,9 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
         hits += int(ok.sum())
         eff += int(changed.sum())
         eff_hits += int((ok & changed).sum())
-    return IIACounts(groups, "exhaustive" if samples is None else "sampled", count, hits, eff, eff_hits,
-                     task_correct, n, time.perf_counter() - t0)
+        done += m
+    return IIACounts(groups, "exhaustive" if samples is None else "sampled", done, hits, eff, eff_hits,
+                     task_correct, n, time.perf_counter() - t0, truncated=done < count)
 
 
 def decide(item_id: str, counts: IIACounts, threshold: float | None, comparison: str = ">=",
@@ -171,6 +183,8 @@ def decide(item_id: str, counts: IIACounts, threshold: float | None, comparison:
         ("groups", [list(g) for g in counts.groups]), ("pairs_per_s", round(counts.pairs_per_s, 1)),
     )
     message = counts.summary()
+    if counts.truncated:
+        message += " (sampling stopped at the timeout: fewer tuples than requested)"
     if counts.task_acc < 1:
         message += " (the network does not compute the model's output on every input: IIA is bounded by that)"
     return MeasurementResult(item_id, status, estimate, interval, conf, n, threshold, comparison if threshold is not None
