@@ -90,3 +90,27 @@ def test_syntax_errors(text, code, line, col, needle):
     assert (d.code, d.span.line, d.span.column) == (code, line, col)
     assert needle in d.message
     assert d.render().startswith(f"bad.hspec:{line}:{col}: error[{code}]")
+
+
+def test_readme_examples_parse():
+    """Every hspec code block in the README parses (the reference must not lie)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks, current, lang = [], None, ""
+    for line in readme.splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current, lang = [], line[3:].strip()
+            else:
+                if not lang:  # untagged blocks are hspec; bash blocks are tagged
+                    blocks.append("\n".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    blocks = [b for b in blocks if re.match(r"\s*(#|property|const|check|explainer|classes)", b)]
+    assert len(blocks) >= 4
+    for block in blocks:
+        text = re.sub(r"^property NAME = .*$", "", block, flags=re.M)  # the schematic lines
+        parse_text(text, "README.md")
