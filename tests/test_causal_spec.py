@@ -83,9 +83,12 @@ def test_arithmetic_types_are_inferred(workdir):
     p.write_text("""
 model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
 causal model add {
-  input x, y in range(3)
+  input x in range(3)
+  input y in [0, 2]
+  input c in {red, green}
   s = x + y
   big = s >= 3
+  warm = c == red and big
 }
 """)
     spec = check_file(p)
@@ -93,8 +96,11 @@ causal model add {
 
     m = lower_causal_model(spec, spec.symbols["add"].node)
     assert str(m.var("s").type) == "int[0..4]" and m.var("big").type.kind == "bool"
+    assert str(m.var("y").type) == "int[0..2]" and m.var("c").type.labels == ("red", "green")
     vals = m.run(m.enumerate_inputs())
-    assert list(vals["big"]) == [int(a + b >= 3) for a in range(3) for b in range(3)]
+    assert list(vals["big"]) == [int(a + b >= 3) for a in range(3) for b in range(3) for _ in range(2)]
+    assert list(vals["warm"]) == [int(a + b >= 3 and c == 0) for a in range(3) for b in range(3) for c in range(2)]
+    assert m.output == "warm"
 
 
 @pytest.mark.parametrize("body, code, words", [

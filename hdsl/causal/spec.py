@@ -3,7 +3,7 @@
 Language (see the README's causal section)::
 
     causal model heq {
-      input W, X, Y, Z in range(6)      # range(n), range(a, b), bool, {0, 1, 2}, {red, green}
+      input W, X, Y, Z in range(6)      # range(n), range(a, b), [lo, hi], bool, {0, 1, 2}, {red, green}
       WX = W == X                        # == != < <= > >= and or not + - * / (floor), if(c, a, b), mod(a, b), xor(a, b)
       YZ = Y == Z
       O  = WX == YZ                      # the last variable is the output
@@ -66,6 +66,12 @@ def _domain(spec, node) -> cm.VarType:
         if hi <= lo:
             raise _err(E, f"range({lo}, {hi}) is empty", node)
         return cm.VarType.integer(lo, hi - 1)
+    if isinstance(node, ast.ListExpr) and len(node.items) == 2 and \
+            not any(isinstance(i, ast.Name) and i.id not in spec.consts for i in node.items):
+        lo, hi = _int(spec, node.items[0], "a bound"), _int(spec, node.items[1], "a bound")
+        if hi < lo:
+            raise _err(E, f"empty interval [{lo}, {hi}]", node)
+        return cm.VarType.integer(lo, hi)  # [a, b]: the integers a..b, as input ranges are written
     if isinstance(node, (ast.SetExpr, ast.ListExpr)):
         if node.items and all(isinstance(i, ast.Name) for i in node.items):
             labels = tuple(i.id for i in node.items)
@@ -77,7 +83,7 @@ def _domain(spec, node) -> cm.VarType:
             raise _err(E, "an integer domain must be a contiguous set of integers", node,
                        "write range(a, b), or name the values as an enum {a, b, c}")
         return cm.VarType.integer(values[0], values[-1])
-    raise _err(E, "unknown domain", node, "use range(n), range(a, b), bool, {0, 1, 2} or {red, green}")
+    raise _err(E, "unknown domain", node, "use range(n), range(a, b), [lo, hi], bool, {0, 1, 2} or {red, green}")
 
 
 _ARITH = {"+": "+", "-": "-", "*": "*", "/": "/"}
