@@ -201,3 +201,42 @@ def test_deadlines():
         measure_iia(graph, m, al, [("P",)], deadline=past)
     assert err.value.diagnostics[0].code == "C305"
     assert torch.get_num_threads() >= 1
+
+
+def test_encoding_and_output_mismatch_are_diagnostics(workdir):
+    p = workdir / "w.hspec"
+    p.write_text("""
+model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
+causal model three {
+  input a, b, c in bool
+  O = a and b and c
+}
+causal model sum {
+  input a, b, c, d in bool
+  O = a + b + c + d
+}
+alignment al of three to net { }
+alignment al2 of sum to net { }
+property p = iia(net, three, al, over all, intervene {O}) >= 0.9
+property q = iia(net, sum, al2, over all, intervene {O}) >= 0.9
+check p, q
+""")
+    spec = check_file(p)
+    msgs = [d.message for d in spec.diagnostics if d.severity.value == "error"]
+    assert any("encode to 6 features" in m for m in msgs) and any("5 values" in m for m in msgs), msgs
+
+
+def test_multi_source_exhaustive_on_the_circuit():
+    from hdsl.causal import tasks
+    from hdsl.causal.alignment import Alignment, Site
+    from hdsl.causal.iia import measure_iia
+    from hdsl.nn import load_onnx
+
+    graph = load_onnx(ROOT / "models" / "causal_bool.onnx")
+    m = tasks.bool_model()
+    right = Alignment("r", m.name, "net", (("P", Site("h", 0, 4)), ("Q", Site("h", 4, 8))))
+    c = measure_iia(graph, m, right, [("P",), ("Q",)])
+    assert c.mode == "exhaustive" and c.pairs == 16 ** 3 and c.iia == 1
+    # aligning an input to its own one-hot features of the input node works too
+    inp = Alignment("i", m.name, "net", (("a", Site("x", 0, 2)),))
+    assert measure_iia(graph, m, inp, [("a",)]).iia == 1

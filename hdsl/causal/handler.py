@@ -68,6 +68,12 @@ def _run(item: IIA, t0: float, deadline: float | None) -> MeasurementResult:
         raise HdslError.single("C206", f"the one-hot encoding of {item.model.name}'s inputs has {width} features "
                                f"but network input has {n_in}", item.span,
                                "inputs are one-hot encoded in declaration order and concatenated")
+    n_out = graph.output_size
+    k = item.model.output_type.size
+    if n_out != k and not (n_out == 1 and k == 2):
+        raise HdslError.single("C207", f"the network has {n_out} outputs but {item.model.name}'s output "
+                               f"{item.model.output} has {k} values ({item.model.output_type})", item.span,
+                               "the argmax class i is compared with the output's i-th value")
     inputs = None
     if item.rows is not None:
         arr = np.asarray(item.rows, dtype=np.int64).reshape(len(item.rows), -1)

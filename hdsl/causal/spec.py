@@ -344,6 +344,21 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
         raise _err(E_ALIGN, f"alignment '{adecl.name.name}' is to '{adecl.network.name}', not '{net_sym.name}'",
                    positional[2])
     alignment = lower_alignment(spec, adecl, model)
+    import math
+
+    from hdsl.causal.alignment import encoded_width
+
+    net = info.network
+    width = encoded_width(model, alignment)
+    if net.input_shape and math.prod(net.input_shape) != width:
+        raise _err(E_CALL, f"{model.name}'s inputs one-hot encode to {width} features but '{net_sym.name}' takes "
+                   f"{math.prod(net.input_shape)}", positional[0],
+                   "inputs are one-hot encoded in declaration order and concatenated")
+    if net.num_outputs is not None and net.num_outputs != model.output_type.size and \
+            not (net.num_outputs == 1 and model.output_type.size == 2):
+        raise _err(E_CALL, f"'{net_sym.name}' has {net.num_outputs} outputs but {model.name}'s output "
+                   f"{model.output} has {model.output_type.size} values", positional[0],
+                   "the argmax class i is compared with the output variable's i-th value")
     experiments: list[tuple[tuple[str, ...], ...]] = []
     rows = data = None
     eps = None
