@@ -259,3 +259,7 @@ class Program:
 # --------------------------------------------------------------------------- causal alignment
 # Defined in hdsl.causal.ir (no torch); re-exported here as part of the IR contract.
 from hdsl.causal.ir import IIA  # noqa: E402,F401
+
+# --------------------------------------------------------------------------- XAI faithfulness and sufficiency
+# Defined in hdsl.xai.ir (no torch); re-exported here as part of the IR contract.
+from hdsl.xai.ir import ExplainerComparison, ExplainerSpec, Faithfulness, RemovalSpec, Sufficiency  # noqa: E402,F401

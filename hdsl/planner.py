@@ -191,3 +191,8 @@ register_handler(Query, _solve_hierarchy_query)
 from hdsl.causal.handler import register as _register_causal  # noqa: E402
 
 _register_causal()
+
+# --- xai (hdsl.xai.handler): faithfulness measurements, explainer comparisons, formal sufficiency.
+from hdsl.xai.handler import register as _register_xai  # noqa: E402
+
+_register_xai()

@@ -59,7 +59,7 @@ class _Callable(torch.nn.Module):
 
 def images_to_nchw(x: np.ndarray, input_shape: tuple[int, ...]) -> torch.Tensor:
     """Rows of a data set (shaped like the network input) as an NCHW float tensor."""
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = torch.as_tensor(np.array(x, dtype=np.float32))  # a writable copy
     if tuple(t.shape[1:]) != tuple(input_shape):
         t = t.reshape(t.shape[0], *input_shape)
     return t.permute(0, 3, 1, 2).contiguous() if image_layout(tuple(input_shape)) == "hwc" else t
