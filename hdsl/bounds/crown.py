@@ -301,33 +301,45 @@ def _chunks(total: int, per_item: int, budget_elems: int) -> int:
 
 
 def crown_node_bounds(state: BoundState, node: Node, mask: torch.Tensor, max_elems: int) -> Interval:
-    """CROWN lower/upper bounds for the neurons of ``node`` selected by ``mask`` [B, *shape]."""
+    """CROWN lower/upper bounds for the neurons of ``node`` selected by ``mask`` [B, *shape].
+
+    Each box gets its own rows (its selected neurons, padded to the largest
+    count in the chunk), so a batch costs what its boxes cost one by one.
+    """
     l, u = state.bounds[node.name]
     B = state.batch
     n = node.numel
     flat_mask = mask.reshape(B, n)
+    counts = flat_mask.sum(1)
     widest = max(gn.numel for gn in state.graph.nodes[:state.graph.nodes.index(node) + 1])
     lf, uf = l.reshape(B, n).clone(), u.reshape(B, n).clone()
-    # batch chunks, then row chunks, so that B_c * rows * widest stays under max_elems
-    bsz = _chunks(B, 2 * max(int(flat_mask.sum(1).max()), 1) * widest, max_elems)
-    for b0 in range(0, B, bsz):
-        bs = slice(b0, min(B, b0 + bsz))
-        idx = flat_mask[bs].any(0).nonzero().flatten()
-        if idx.numel() == 0:
-            continue
-        sub = state.select(torch.arange(bs.start, bs.stop, device=l.device))
-        nb = bs.stop - bs.start
-        rows_per = max(1, _chunks(2 * idx.numel(), nb * widest, max_elems) // 2)
-        for r0 in range(0, idx.numel(), rows_per):
-            rid = idx[r0:r0 + rows_per]
-            k = rid.numel()
+    # order neurons so that each box's selected ones come first
+    order = torch.argsort((~flat_mask).to(torch.int8), dim=1, stable=True)
+    kmax = int(counts.max()) if B else 0
+    if kmax == 0:
+        return l, u
+    rows_per = max(1, _chunks(2 * kmax, widest, max_elems) // 2)
+    for r0 in range(0, kmax, rows_per):
+        k = min(rows_per, kmax - r0)
+        bsz = _chunks(B, 2 * k * widest, max_elems)
+        for b0 in range(0, B, bsz):
+            b1 = min(B, b0 + bsz)
+            nb = b1 - b0
+            rid = order[b0:b1, r0:r0 + k]  # [nb, k]
+            valid = (torch.arange(r0, r0 + k, device=l.device).unsqueeze(0) < counts[b0:b1].unsqueeze(1))
+            if not bool(valid.any()):
+                continue
+            sub = state.select(torch.arange(b0, b1, device=l.device))
             A = torch.zeros(nb, 2 * k, n, dtype=l.dtype, device=l.device)
-            ar = torch.arange(k, device=l.device)
-            A[:, ar, rid] = 1.0
-            A[:, ar + k, rid] = -1.0
+            one = valid.to(l.dtype)
+            A[:, :k].scatter_(2, rid.unsqueeze(2), one.unsqueeze(2))
+            A[:, k:].scatter_(2, rid.unsqueeze(2), -one.unsqueeze(2))
             lb = backward_lower(sub, node.name, A.reshape(nb, 2 * k, *node.shape))
-            lf[bs, rid] = torch.maximum(lf[bs, rid], lb[:, :k])
-            uf[bs, rid] = torch.minimum(uf[bs, rid], -lb[:, k:])
+            cur_l, cur_u = lf[b0:b1].gather(1, rid), uf[b0:b1].gather(1, rid)
+            new_l = torch.where(valid, torch.maximum(cur_l, lb[:, :k]), cur_l)
+            new_u = torch.where(valid, torch.minimum(cur_u, -lb[:, k:]), cur_u)
+            lf[b0:b1] = lf[b0:b1].scatter(1, rid, new_l)
+            uf[b0:b1] = uf[b0:b1].scatter(1, rid, new_u)
     return lf.reshape(l.shape), uf.reshape(u.shape)
 
 
