@@ -139,7 +139,9 @@ check p
 
 
 def test_exhaustive_budget_and_unknown_node(workdir):
+    shutil.copy(ROOT / "models" / "causal_heq.onnx", workdir / "causal_heq.onnx")
     heq = """
+model net = onnx "causal_heq.onnx" { input [24] outputs 2 }
 causal model heq {
   input W, X, Y, Z in range(6)
   WX = W == X
@@ -150,14 +152,16 @@ alignment r of heq to net { WX -> layer "h"[0:8]  YZ -> layer "nowhere"[8:16] }
 property p = iia(net, heq, r, over all, intervene [{WX}, {YZ}]) >= 0.9
 check p
 """
-    spec = _spec(workdir, heq)
+    p = workdir / "h.hspec"
+    p.write_text(heq)
+    spec = check_file(p)
     errs = [d for d in spec.diagnostics if d.severity.value == "error"]
     assert errs and "samples" in (errs[0].hint or "") and "2,176,782,336" in errs[0].message
     # a node the network does not have: the measurement reports an error naming it
-    spec = _spec(workdir, heq.replace("intervene [{WX}, {YZ}]", "intervene {YZ}").replace(
-        "property p = iia(net, heq, r, over all", "property p = iia(net, heq, r, over all"))
-    items = _items(spec)
-    r = run_item(items[0])
+    p.write_text(heq.replace("intervene [{WX}, {YZ}]) >= 0.9", "intervene {YZ}) >= 0.9 with samples 100"))
+    spec = check_file(p)
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    r = run_item(_items(spec)[0])
     assert r.status is Status.ERROR and "nowhere" in r.message
 
 
