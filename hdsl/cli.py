@@ -73,7 +73,7 @@ def print_diagnostics(diagnostics, console: Console | None = None) -> None:
         if console.is_terminal and not console.no_color:  # colours for people; plain text for pipes and tests
             from hdsl.highlight import highlight_excerpt
 
-            console.print(highlight_excerpt(d), highlight=False)
+            console.print(highlight_excerpt(d), highlight=False, soft_wrap=True)
         else:
             console.print(d.render(), markup=False, highlight=False)
 

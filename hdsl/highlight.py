@@ -89,6 +89,15 @@ class HspecLexer(RegexLexer):
 # --------------------------------------------------------------------------- diagnostics on a terminal
 
 
+def _theme():
+    """rich's ANSI dark theme without underlines, so the only underline is the error's."""
+    from rich.style import Style
+    from rich.syntax import ANSI_DARK, ANSISyntaxTheme
+
+    return ANSISyntaxTheme({t: s + Style(underline=False) for t, s in ANSI_DARK.items()})
+
+
+
 def highlight_excerpt(diagnostic):
     """A ``rich`` renderable of ``diagnostic``: the plain layout, with the source line highlighted.
 
@@ -111,7 +120,7 @@ def highlight_excerpt(diagnostic):
         end_line, end_col = src.line_col(span.end)
         text = src.line_text(line)
         width = max(1, (end_col - col) if end_line == line else len(text) - col + 1)
-        code = Syntax(text, HspecLexer(), theme="ansi_dark", background_color="default").highlight(text)
+        code = Syntax(text, HspecLexer(), theme=_theme(), background_color="default").highlight(text)
         code.rstrip()
         code.stylize(f"underline {colour}", col - 1, col - 1 + width)
         gutter = f"{line:>4} | "

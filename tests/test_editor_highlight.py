@@ -1,5 +1,6 @@
 """The Pygments lexer: registered, no error tokens on real specs, tokens agree with the parser's lexer."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,8 @@ def test_highlighted_excerpt_keeps_the_plain_layout():
     d = Diagnostic("E102", "unexpected '='", Span(src, start, start + 1), "compare with '=='")
     text = highlight_excerpt(d)
     assert text.plain == d.render()
+    underlined = [s for s in text.spans if re.search(r"(?<!not )underline", str(s.style))]
     marked = [s for s in text.spans if str(s.style) == "underline bold red"]
+    assert underlined == marked  # the theme underlines nothing else (declared names, say)
     assert [text.plain[s.start:s.end] for s in marked] == ["="]
     assert text.plain[marked[0].start:].startswith("= 3")
