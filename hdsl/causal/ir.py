@@ -15,7 +15,7 @@ from hdsl.causal.model import CausalModel
 from hdsl.source import Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class IIA:
     """``iia(net, model, alignment, over ..., intervene ...) CMP threshold [with confidence c samples n seed s]``.
 
@@ -41,3 +41,17 @@ class IIA:
     metric: str = "all"  # "all" | "effective" (pairs whose counterfactual label changes)
     eps: float | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        """One line for ``hdsl ir``: what is measured, over what, and how."""
+        sets = ", ".join("{" + ", ".join(g) + "}" for g in self.groups)
+        inter = f"[{sets}]" if len(self.groups) > 1 else sets
+        over = self.data or "all"
+        extra = f", metric {self.metric}" if self.metric != "all" else ""
+        extra += f", linf({self.eps:g})" if self.eps is not None else ""
+        how = "exhaustive" if self.samples is None else \
+            f"samples {self.samples} seed {self.seed} confidence {self.confidence:g}"
+        sites = "; ".join(f"{v} -> {s.show()}" for v, s in self.alignment.sites) or "(empty)"
+        net = getattr(self.network, "name", "?")
+        return (f"IIA {self.id}: iia({net}, {self.model.name}, {self.alignment.name}, over {over}, intervene "
+                f"{inter}{extra}) {self.comparison} {self.threshold:g} [{how}]; alignment {sites}")
