@@ -18,6 +18,7 @@ from pathlib import Path
 from hdsl import ast, ir
 from hdsl.constants import Value, evaluate, show
 from hdsl.diagnostics import Diagnostic, HdslError, Severity
+from hdsl.onnx_info import read_onnx, shapes_match, strip_batch
 from hdsl.parser import parse_source
 from hdsl.source import SourceFile, Span
 
@@ -27,6 +28,7 @@ E_UNKNOWN = "E202"
 E_WRONG_KIND = "E203"
 E_DUP_CLASS = "E204"
 E_IMPORT_CYCLE = "E205"
+E_DUP_CHECK = "E206"
 E_BAD_VALUE = "E304"
 E_SHAPE = "E303"
 E_OUTPUTS = "E305"
@@ -35,6 +37,7 @@ E_IMPORT_MISSING = "E410"
 E_MODEL_MISSING = "E411"
 E_MODEL_UNREADABLE = "E412"
 
+BACKENDS = ("auto", "bounds", "z3", "attack")
 MODEL_FORMATS = ("onnx",)
 DATA_FORMATS = ("npz", "npy", "csv")
 HIERARCHY_FORMATS = ("json", "newick", "nbdt")
@@ -74,6 +77,9 @@ class Spec:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     main_properties: list[str] = field(default_factory=list)
     deep: bool = True  # also import the ONNX graph to report unsupported operators
+    plans: dict = field(default_factory=dict)  # property -> hdsl.lower.Plan (properties that checked clean)
+    check_plan: list = field(default_factory=list)  # (property, ir.CheckOptions, span) per checked property
+    imported: set = field(default_factory=set)  # resolved paths of imported files
 
     @property
     def ok(self) -> bool:
@@ -152,13 +158,21 @@ def check_source(source: SourceFile, deep: bool = True) -> Spec:
     _collect(spec, source, spec.module, statements, visiting=[str(Path(source.path).resolve())], main=True)
     for stmt in statements:
         _declare(spec, stmt)
-    for stmt in statements:
+    rank = {kind: i for i, kind in enumerate(_ORDER)}
+    for stmt in sorted(statements, key=lambda s: rank.get(type(s), len(rank))):
         _resolve(spec, stmt)
-    from hdsl.lower import analyse_properties, check_checks
+    from hdsl.lower import analyse_properties
 
     analyse_properties(spec)
     check_checks(spec)
+    spec.diagnostics.sort(key=_position)  # in reading order, whatever the checking order
     return spec
+
+
+def _position(d: Diagnostic) -> tuple:
+    if d.span is None:
+        return (1, d.path or "", 0)
+    return (0, d.span.path, d.span.start)
 
 
 def _collect(spec: Spec, source: SourceFile, module: ast.Module, out: list, visiting: list[str], main: bool) -> None:
@@ -171,9 +185,9 @@ def _collect(spec: Spec, source: SourceFile, module: ast.Module, out: list, visi
                 spec.error(E_IMPORT_CYCLE, f"import cycle: {stmt.path.value} imports itself (directly or not)",
                            stmt.path.span)
                 continue
-            if key in _seen(spec):
+            if key in spec.imported:
                 continue
-            _seen(spec).add(key)
+            spec.imported.add(key)
             try:
                 sub_source = SourceFile.read(target)
             except (OSError, UnicodeDecodeError):
@@ -195,12 +209,6 @@ def _collect(spec: Spec, source: SourceFile, module: ast.Module, out: list, visi
                 spec.main_properties.append(stmt.name.name)
 
 
-def _seen(spec: Spec) -> set:
-    if not hasattr(spec, "_imported"):
-        spec._imported = set()  # type: ignore[attr-defined]
-    return spec._imported  # type: ignore[attr-defined]
-
-
 _KINDS = {
     ast.Const: "const", ast.Classes: "classes", ast.HierarchyDecl: "hierarchy", ast.ModelDecl: "model",
     ast.DataDecl: "data", ast.PropertyDecl: "property", ast.ExplainerDecl: "explainer",
@@ -219,12 +227,19 @@ def _declare(spec: Spec, stmt) -> None:
     spec.symbols[name.name] = Symbol(name.name, _KINDS[type(stmt)], stmt, name.span)
 
 
+# Declarations resolve kind by kind (constants first, properties last), so a name may be used
+# before the line that declares it; constants among themselves resolve in order.
+_ORDER = (ast.Const, ast.Classes, ast.HierarchyDecl, ast.ModelDecl, ast.DataDecl, ast.PropertyDecl)
+
+
 def _resolve(spec: Spec, stmt) -> None:
     if spec.symbols.get(stmt.name.name, None) is None or spec.symbols[stmt.name.name].node is not stmt:
         return  # a duplicate: reported already
+    from hdsl.check_data import declare_data
+
     handler = {
         ast.Const: _const, ast.Classes: _classes, ast.HierarchyDecl: _hierarchy, ast.ModelDecl: _model,
-        ast.DataDecl: _data, ast.PropertyDecl: _property,
+        ast.DataDecl: declare_data, ast.PropertyDecl: _property,
     }.get(type(stmt))
     if handler is not None:
         handler(spec, stmt)
@@ -305,7 +320,7 @@ def _hierarchy(spec: Spec, h: ast.HierarchyDecl) -> None:
         spec.hierarchies[h.name.name] = tree
 
 
-def _int_list(spec: Spec, expr, what: str, positive: bool = True) -> tuple[int, ...] | None:
+def int_list(spec: Spec, expr, what: str, positive: bool = True) -> tuple[int, ...] | None:
     value = spec.fold(expr)
     if value is None:
         return None
@@ -327,7 +342,7 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
     num_outputs: int | None = None
     for item in m.items:
         if isinstance(item, ast.ModelInput):
-            shape = _int_list(spec, item.shape, "the input shape")
+            shape = int_list(spec, item.shape, "the input shape")
             if item.range is not None:
                 rng = spec.fold(item.range)
                 if rng is not None:
@@ -355,7 +370,7 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
             elif isinstance(item.value, ast.Name):
                 spec.lookup(item.value.id, "classes", item.value, "class list")
             else:
-                count = _int_list(spec, item.value, "the number of outputs")
+                count = int_list(spec, item.value, "the number of outputs")
                 if count is not None:
                     if len(count) != 1:
                         spec.error(E_BAD_VALUE, "outputs takes a class list or a number", item.value.span)
@@ -365,12 +380,12 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
     if info is not None:
         onnx_in, onnx_out = info
         if shape is None and onnx_in is not None:
-            shape = _strip_batch(onnx_in)
+            shape = strip_batch(onnx_in)
             if shape is None:
                 spec.error(E_SHAPE, f"the model's input shape {list(onnx_in)} has unknown dimensions",
                            m.name.span, "declare it: input [C, H, W]")
         elif shape is not None and onnx_in is not None:
-            if not _shapes_match(shape, onnx_in):
+            if not shapes_match(shape, onnx_in):
                 spec.error(E_SHAPE, f"declared input shape {list(shape)} does not match the ONNX input "
                                     f"{[d if d is not None else '?' for d in onnx_in]}",
                            _item_span(m, ast.ModelInput) or m.name.span, "give the shape without the batch dimension")
@@ -403,19 +418,6 @@ def _item_span(m: ast.ModelDecl, kind) -> Span | None:
     return next((i.span for i in m.items if isinstance(i, kind)), None)
 
 
-def _strip_batch(dims: tuple[int | None, ...]) -> tuple[int, ...] | None:
-    if len(dims) > 1 and (dims[0] is None or dims[0] == 1):
-        dims = dims[1:]
-    return None if any(d is None for d in dims) else tuple(dims)
-
-
-def _shapes_match(declared: tuple[int, ...], onnx_dims: tuple[int | None, ...]) -> bool:
-    for dims in (onnx_dims, onnx_dims[1:]):
-        if len(dims) == len(declared) and all(d is None or d == s for d, s in zip(dims, declared)):
-            return True
-    return False
-
-
 def _read_onnx(spec: Spec, path: str, m: ast.ModelDecl) -> tuple | None:
     """(input dims with batch, output size) from the ONNX file, or a diagnostic."""
     span = m.source.path.span
@@ -424,36 +426,10 @@ def _read_onnx(spec: Spec, path: str, m: ast.ModelDecl) -> tuple | None:
                    "paths are relative to the spec file's directory")
         return None
     try:
-        import onnx
-
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many types
-        spec.error(E_MODEL_UNREADABLE, f"{m.source.path.value} is not a readable ONNX model: {exc}", span)
+        return read_onnx(path)
+    except ValueError as exc:
+        spec.error(E_MODEL_UNREADABLE, f"{m.source.path.value}: {exc}", span)
         return None
-    graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(inputs) != 1 or len(graph.output) < 1:
-        spec.error(E_MODEL_UNREADABLE, f"{m.source.path.value}: expected one input and one output, found "
-                                       f"{len(inputs)} and {len(graph.output)}", span)
-        return None
-
-    def dims(value_info) -> tuple[int | None, ...] | None:
-        t = value_info.type.tensor_type
-        if not t.HasField("shape"):
-            return None
-        return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
-
-    in_dims = dims(inputs[0])
-    out_dims = dims(graph.output[0])
-    out_size = None
-    if out_dims is not None:
-        rest = out_dims[1:] if len(out_dims) > 1 else out_dims
-        if all(d is not None for d in rest):
-            out_size = 1
-            for d in rest:
-                out_size *= d
-    return in_dims, out_size
 
 
 def _deep_import(spec: Spec, path: str, m: ast.ModelDecl) -> None:
@@ -468,93 +444,6 @@ def _deep_import(spec: Spec, path: str, m: ast.ModelDecl) -> None:
         spec.absorb(err, m.source.path.span)
 
 
-_DATA_KEYS = {"label column": "label_column", "label key": "y_key", "input key": "x_key", "scale": "scale",
-              "layout": "layout", "shape": "shape", "header": "header"}
-
-
-def _data(spec: Spec, d: ast.DataDecl) -> None:
-    fmt = d.source.format.name
-    if fmt not in DATA_FORMATS:
-        spec.error(E_FORMAT, f"unknown data format '{fmt}'", d.source.format.span,
-                   "use one of: " + ", ".join(DATA_FORMATS))
-        return
-    options: list[tuple[str, str]] = []
-    for opt in d.options:
-        key = _DATA_KEYS[opt.key]
-        if isinstance(opt.value, ast.String):
-            options.append((key, opt.value.value))
-            continue
-        if key == "shape":
-            shape = _int_list(spec, opt.value, "the data shape")
-            if shape is not None:
-                options.append((key, ",".join(map(str, shape))))
-            continue
-        value = spec.fold(opt.value)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            spec.error(E_BAD_VALUE, f"{opt.key} takes a number, not a list", opt.value.span)
-        elif key in ("label_column", "header") and value.denominator != 1:
-            spec.error(E_BAD_VALUE, f"{opt.key} must be an integer", opt.value.span)
-        elif key == "scale" and value <= 0:
-            spec.error(E_BAD_VALUE, "scale must be positive", opt.value.span)
-        else:
-            options.append((key, str(value)))
-    if fmt != "csv" and any(k in ("label_column", "header") for k, _ in options):
-        spec.error(E_BAD_VALUE, f"label column and header apply to csv files, not {fmt}", d.source.format.span)
-    path = spec.resolve_path(d.source.path)
-    raw = ir.Dataset(d.name.name, path, fmt, None, tuple(opt for opt in options if opt[0] not in ("shape", "layout")),
-                     span=d.source.path.span)
-    from hdsl.data import load_dataset
-
-    try:
-        rows = len(load_dataset(raw))
-    except HdslError as err:
-        spec.absorb(err)
-        return
-    indices = _select(spec, d, rows)
-    if indices is None:
-        return
-    spec.datasets[d.name.name] = ir.Dataset(d.name.name, path, fmt, indices, tuple(options), span=d.span)
-
-
-def _select(spec: Spec, d: ast.DataDecl, rows: int) -> tuple[int, ...] | None:
-    """Apply ``[a:b]``, ``skip n``, ``take n`` / ``take [i, j]`` in order to the file's rows."""
-    current = list(range(rows))
-    for sel in d.selections:
-        if sel.kind == "slice":
-            bounds = []
-            for part in (sel.value.start, sel.value.stop):
-                v = spec.fold(part) if part is not None else None
-                if part is not None and (v is None or isinstance(v, tuple) or v.denominator != 1):
-                    if v is not None:
-                        spec.error(E_BAD_VALUE, "slice bounds must be integers", part.span)
-                    return None
-                bounds.append(int(v) if v is not None else None)
-            current = current[bounds[0]:bounds[1]]
-            continue
-        v = spec.fold(sel.value)
-        if v is None:
-            return None
-        if sel.kind == "take" and isinstance(v, tuple):
-            picks = []
-            for x in v:
-                if x.denominator != 1 or not 0 <= x < len(current):
-                    spec.error(E_BAD_VALUE, f"row {x} is out of range: the selection has {len(current)} rows",
-                               sel.value.span)
-                    return None
-                picks.append(current[int(x)])
-            current = picks
-            continue
-        if isinstance(v, tuple) or v.denominator != 1 or v < 0:
-            spec.error(E_BAD_VALUE, f"{sel.kind} needs a non-negative integer, not {show(v)}", sel.value.span)
-            return None
-        current = current[: int(v)] if sel.kind == "take" else current[int(v):]
-    if not current:
-        spec.warn(E_BAD_VALUE, f"data '{d.name.name}' selects no rows", d.span)
-    return tuple(current)
-
-
 def _property(spec: Spec, p: ast.PropertyDecl) -> None:
     spec.properties[p.name.name] = p
 
@@ -565,3 +454,46 @@ def parse_duration(text: str) -> float:
         if text.endswith(unit):
             return float(Fraction(text[: -len(unit)]) * factor)
     return float(Fraction(text))
+
+
+# --------------------------------------------------------------------------- check statements
+
+
+def check_checks(spec: Spec) -> None:
+    """Resolve ``check`` statements into ``spec.check_plan``: (property, options, span)."""
+    plan = []
+    if not spec.checks:
+        for name in spec.main_properties:
+            plan.append((name, ir.CheckOptions(), spec.properties[name].span if name in spec.properties else None))
+    for stmt in spec.checks:
+        timeout, backend = None, "auto"
+        for opt in stmt.options:
+            if opt.key == "timeout":
+                if isinstance(opt.value, ast.String):
+                    timeout = parse_duration(opt.value.value)
+                else:
+                    v = spec.fold(opt.value)
+                    timeout = None if v is None or isinstance(v, tuple) else float(v)
+                if timeout is not None and timeout <= 0:
+                    spec.error(E_BAD_VALUE, "the timeout must be positive", opt.value.span)
+            else:
+                backend = opt.value.name
+                known = backend_names()
+                if backend not in known:
+                    spec.error(E_UNKNOWN, f"unknown backend '{backend}'", opt.value.span,
+                               "use one of: " + ", ".join(known))
+        for ident in stmt.properties:
+            if spec.lookup(ident.name, "property", ident) is None:
+                continue
+            if any(name == ident.name for name, _, _ in plan):
+                spec.error(E_DUP_CHECK, f"property '{ident.name}' is checked twice", ident.span,
+                           "check each property once (options go on that statement)")
+                continue
+            plan.append((ident.name, ir.CheckOptions(timeout, backend), stmt.span))
+    spec.check_plan = plan
+
+
+def backend_names() -> tuple[str, ...]:
+    from hdsl import backends
+
+    return tuple(dict.fromkeys(BACKENDS + tuple(backends.REGISTRY)))

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from hdsl import ast, ir
-from hdsl.check import Spec, parse_duration, suggest
-from hdsl.constants import Value, show
+from hdsl.check import Spec
+from hdsl.constants import show
 from hdsl.diagnostics import HdslError
-from hdsl.passes import And, ArgmaxIn, Const, Formula, Linear, Not, Or, TooComplex, unsafe_spec
+from hdsl.conditions import ConditionBuilder, Stop
+from hdsl.passes import TooComplex, unsafe_spec
 
 E_NO_MODEL = "E307"
 E_NOT_CONDITION = "E308"
@@ -44,8 +45,6 @@ E_TOO_COMPLEX = "E314"
 E_ARGS = "E315"
 E_SHAPE = "E303"
 E_BAD_VALUE = "E304"
-E_UNKNOWN = "E202"
-E_WRONG_KIND = "E203"
 E_UNSUPPORTED = "E601"
 
 # Function name -> (feature module exposing ``lower_property(spec, decl) -> tuple[item, ...]``, feature label).
@@ -56,11 +55,6 @@ MEASURE_HOOKS: dict[str, tuple[str, str]] = {
     "certified_radius": ("hdsl.radius.spec", "certified-radius"),
 }
 BUILTINS = ("linf", "box", "ancestor") + tuple(MEASURE_HOOKS)
-BACKENDS = ("auto", "bounds", "z3", "attack")
-
-
-class _Stop(Exception):
-    """Analysis of one property cannot continue (its diagnostic is recorded)."""
 
 
 @dataclass
@@ -88,14 +82,14 @@ class Plan:
 
 
 def analyse_properties(spec: Spec) -> None:
-    spec.plans = {}  # type: ignore[attr-defined]
+    spec.plans = {}
     for name, decl in spec.properties.items():
         plan = Plan(name, decl)
         try:
             _analyse(spec, plan)
-        except _Stop:
+        except Stop:
             continue
-        spec.plans[name] = plan  # type: ignore[attr-defined]
+        spec.plans[name] = plan
 
 
 def _walk(expr):
@@ -127,7 +121,7 @@ def _children(e):
 
 def _stop(spec: Spec, code: str, message: str, node, hint: str | None = None):
     spec.error(code, message, getattr(node, "span", None), hint)
-    raise _Stop
+    raise Stop
 
 
 def _analyse(spec: Spec, plan: Plan) -> None:
@@ -150,7 +144,7 @@ def _analyse(spec: Spec, plan: Plan) -> None:
     (model_name, _), = models.items()
     info = spec.models.get(model_name)
     if info is None:
-        raise _Stop  # the model declaration has its own diagnostic
+        raise Stop  # the model declaration has its own diagnostic
     plan.network = info.network
     if plan.network.num_outputs is None:
         _stop(spec, E_NO_MODEL, f"the number of outputs of '{model_name}' is unknown",
@@ -176,7 +170,7 @@ def _analyse(spec: Spec, plan: Plan) -> None:
     plan.condition = body
     # Build the condition once for diagnostics (with the first label / level).
     label = plan.labels[0] if plan.labels else (0 if plan.label_var else None)
-    formula = _Builder(spec, plan, label, None, report=True).condition(body)
+    formula = ConditionBuilder(spec, plan, label, None, report=True).condition(body)
     try:
         unsafe_spec(formula, plan.network.num_outputs)
     except TooComplex as exc:
@@ -197,7 +191,7 @@ def _data_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
     name = forall.domain.id
     sym = spec.lookup(name, "data", forall.domain, "data set")
     if sym is None or name not in spec.datasets:
-        raise _Stop
+        raise Stop
     ds = spec.datasets[name]
     opts = dict(ds.options)
     if "shape" not in opts:
@@ -212,7 +206,7 @@ def _data_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
         loaded = load_dataset(replace(ds, span=None))
     except HdslError as err:
         spec.absorb(err, forall.domain.span)
-        raise _Stop from None
+        raise Stop from None
     plan.data = ds
     plan.data_var = forall.binders[0].name
     if len(forall.binders) == 2:
@@ -245,7 +239,7 @@ def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
         centre, eps_node = _positional(spec, dom, 2)
         eps = spec.fold(eps_node)
         if eps is None:
-            raise _Stop
+            raise Stop
         if isinstance(eps, tuple) or eps < 0:
             _stop(spec, E_BAD_VALUE, f"eps must be a non-negative number, not {show(eps)}", eps_node)
         plan.eps = eps
@@ -272,7 +266,7 @@ def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
 def _vector(spec: Spec, node, n: int, what: str) -> tuple[Fraction, ...]:
     v = spec.fold(node)
     if v is None:
-        raise _Stop
+        raise Stop
     if not isinstance(v, tuple):
         return (v,) * n
     if len(v) != n:
@@ -293,234 +287,7 @@ def _measure(spec: Spec, plan: Plan, call: ast.Call) -> None:
         plan.items = tuple(importlib.import_module(module).lower_property(spec, plan.decl))
     except HdslError as err:
         spec.absorb(err, call.span)
-        raise _Stop from None
-
-
-# --------------------------------------------------------------------------- output conditions
-
-
-class _Builder:
-    """AST condition -> ``hdsl.passes`` formula, for one label and level."""
-
-    def __init__(self, spec: Spec, plan: Plan, label: int | None, level: int | None, report: bool):
-        self.spec, self.plan, self.label, self.level, self.report = spec, plan, label, level, report
-        self.net = plan.network
-        self.n = plan.network.num_outputs
-
-    def fail(self, code: str, message: str, node, hint: str | None = None):
-        if self.report:
-            self.spec.error(code, message, getattr(node, "span", None), hint)
-        raise _Stop
-
-    def condition(self, e) -> Formula:
-        if isinstance(e, ast.Bool):
-            return Const(e.value)
-        if isinstance(e, ast.Not):
-            return Not(self.condition(e.operand))
-        if isinstance(e, ast.BinOp) and e.op in ("and", "or", "implies"):
-            left, right = self.condition(e.left), self.condition(e.right)
-            if e.op == "and":
-                return And((left, right))
-            if e.op == "or":
-                return Or((left, right))
-            return Or((Not(left), right))
-        if isinstance(e, ast.Member):
-            if not isinstance(e.left, ast.Argmax):
-                self.fail(E_NOT_CONDITION, "`in` tests the predicted class: `argmax net(x) in S`", e.left)
-            self.model_call(e.left.operand)
-            return ArgmaxIn(frozenset(self.class_set(e.right)))
-        if isinstance(e, ast.Compare):
-            if isinstance(e.left, ast.Argmax) or isinstance(e.right, ast.Argmax):
-                arg, other = (e.left, e.right) if isinstance(e.left, ast.Argmax) else (e.right, e.left)
-                if e.op not in ("==", "!="):
-                    self.fail(E_NOT_CONDITION, f"argmax is a class: compare it with == or !=, not {e.op}", e)
-                self.model_call(arg.operand)
-                atom = ArgmaxIn(frozenset((self.class_index(other),)))
-                return atom if e.op == "==" else Not(atom)
-            left, right = self.linear(e.left), self.linear(e.right)
-            if e.op in ("<=", "<"):
-                expr, op = _sub(right, left), (">=" if e.op == "<=" else ">")
-            else:
-                expr, op = _sub(left, right), e.op
-            if not expr[0]:
-                self.fail(E_NOT_CONDITION, "this comparison does not involve the model's outputs", e)
-            return Linear(_to_ir(expr), op)
-        self.fail(E_NOT_CONDITION, "expected a condition on the model's outputs", e,
-                  "e.g. `argmax net(x) == y`, `argmax net(x) in {cat, dog}` or `net(x)[0] <= 3.99`")
-
-    def model_call(self, e) -> None:
-        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == self.net.name):
-            self.fail(E_NOT_CONDITION, f"argmax applies to the model's output: `argmax {self.net.name}(x)`", e)
-        args = [a for a in e.args if not isinstance(a, ast.Keywords)]
-        if len(args) != 1 or len(e.args) != 1:
-            self.fail(E_ARGS, f"{self.net.name}(...) takes one input", e)
-        arg = args[0]
-        want = self.plan.input_var
-        if not (isinstance(arg, ast.Name) and arg.id == want):
-            hint = (f"the property quantifies over '{want}'; apply the model to it: {self.net.name}({want})"
-                    if want else None)
-            self.fail(E_WRONG_INPUT, f"the model must be applied to '{want}'", arg, hint)
-
-    def class_index(self, e) -> int:
-        if isinstance(e, ast.Name):
-            if e.id == self.plan.label_var:
-                return self.label
-            classes = self.net.classes or ()
-            if e.id in classes:
-                return classes.index(e.id)
-            value = self.spec.consts.get(e.id)
-            if value is None or isinstance(value, tuple):
-                options = list(classes) + ([self.plan.label_var] if self.plan.label_var else [])
-                hint = suggest(e.id, options) or (None if classes else f"model '{self.net.name}' has no class "
-                                                                       "names; declare `outputs CLASSES` or use an index")
-                where = f" of model '{self.net.name}'" if classes else ""
-                self.fail(E_UNKNOWN, f"unknown class '{e.id}'{where}", e, hint)
-            e = ast.Number(value, e.id, e.span)
-        if isinstance(e, ast.Number):
-            if e.value.denominator != 1 or not 0 <= e.value < self.n:
-                self.fail(E_BAD_VALUE, f"class index {e.text} is out of range: the model has {self.n} outputs", e)
-            return int(e.value)
-        self.fail(E_NOT_CONDITION, "expected a class (a class name, the label, or an output index)", e)
-
-    def class_set(self, e) -> set[int]:
-        if isinstance(e, ast.SetExpr):
-            return {self.class_index(item) for item in e.items}
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "ancestor":
-            return self.ancestor(e)
-        self.fail(E_NOT_CONDITION, "expected a set of classes: {a, b} or ancestor(h, y, level k)", e)
-
-    def ancestor(self, call: ast.Call) -> set[int]:
-        pos = [a for a in call.args if not isinstance(a, ast.Keywords)]
-        kws = [k for a in call.args if isinstance(a, ast.Keywords) for k in a.items]
-        if len(pos) != 2 or len(kws) != 1 or kws[0].key != "level":
-            self.fail(E_ARGS, "ancestor takes a hierarchy, a class and a level: ancestor(h, y, level 1)", call)
-        h_node, cls_node = pos
-        if not isinstance(h_node, ast.Name):
-            self.fail(E_ARGS, "the first argument of ancestor is a hierarchy name", h_node)
-        sym = self.spec.symbols.get(h_node.id)
-        if sym is None or sym.kind != "hierarchy":
-            self.fail(E_UNKNOWN if sym is None else E_WRONG_KIND,
-                      f"unknown hierarchy '{h_node.id}'" if sym is None else f"'{h_node.id}' is a {sym.kind}, "
-                                                                             "not a hierarchy",
-                      h_node, suggest(h_node.id, [s.name for s in self.spec.symbols.values()
-                                                  if s.kind == "hierarchy"]))
-        h = self.spec.hierarchies.get(h_node.id)
-        if h is None:
-            raise _Stop  # reported at the hierarchy
-        if self.net.classes is not None and tuple(h.classes) != tuple(self.net.classes):
-            self.fail(E_SHAPE, f"hierarchy '{h.name}' is over other classes than model '{self.net.name}'", h_node,
-                      "declare the hierarchy `over` the same class list as the model's `outputs`")
-        if len(h.classes) != self.n:
-            self.fail(E_SHAPE, f"hierarchy '{h.name}' has {len(h.classes)} classes but model '{self.net.name}' "
-                               f"has {self.n} outputs", h_node)
-        if h not in self.plan.hierarchies:
-            self.plan.hierarchies.append(h)
-        cls = self.class_index(cls_node)
-        level_node = kws[0].value
-        if isinstance(level_node, ast.AllLevels):
-            level = self.level if self.level is not None else 1
-        else:
-            value = self.spec.fold(level_node)
-            if value is None:
-                raise _Stop
-            if isinstance(value, tuple) or value.denominator != 1 or value < 0:
-                self.fail(E_BAD_VALUE, f"level must be a non-negative integer or `all`, not {show(value)}", level_node)
-            level = int(value)
-            if level > h.depth():
-                self.fail(E_BAD_VALUE, f"hierarchy '{h.name}' has levels 0..{h.depth()}, not {level}", level_node)
-        from hdsl.hierarchy import level_set
-
-        return set(level_set(h, cls, level))
-
-    def linear(self, e) -> tuple[dict[int, Fraction], Fraction]:
-        if isinstance(e, ast.Index):
-            self.model_call(e.target)
-            if isinstance(e.index, ast.Slice):
-                self.fail(E_NOT_CONDITION, "compare single outputs: net(x)[i]", e.index)
-            return {self.class_index(e.index): Fraction(1)}, Fraction(0)
-        if isinstance(e, ast.Number):
-            return {}, e.value
-        if isinstance(e, ast.Name):
-            value = self.spec.consts.get(e.id)
-            if value is None or isinstance(value, tuple):
-                self.fail(E_UNKNOWN if value is None else E_BAD_VALUE,
-                          f"unknown constant '{e.id}'" if value is None else f"'{e.id}' is a list, not a number", e,
-                          suggest(e.id, self.spec.consts) if value is None else None)
-            return {}, value
-        if isinstance(e, ast.Neg):
-            terms, c = self.linear(e.operand)
-            return {i: -v for i, v in terms.items()}, -c
-        if isinstance(e, ast.BinOp) and e.op in "+-":
-            left, right = self.linear(e.left), self.linear(e.right)
-            return _sub(left, right) if e.op == "-" else _add(left, right)
-        if isinstance(e, ast.BinOp) and e.op in "*/":
-            left, right = self.linear(e.left), self.linear(e.right)
-            if e.op == "*" and left[0] and right[0]:
-                self.fail(E_NOT_CONDITION, "only linear conditions on outputs are supported (output * output)", e)
-            if e.op == "/" and right[0]:
-                self.fail(E_NOT_CONDITION, "only linear conditions on outputs are supported (division by an output)", e)
-            if e.op == "/" and right[1] == 0:
-                self.fail("E302", "division by zero", e)
-            factor, other = (right[1], left) if e.op == "*" and not right[0] else (
-                (left[1], right) if e.op == "*" else (1 / right[1], left))
-            return {i: v * factor for i, v in other[0].items()}, other[1] * factor
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == self.net.name:
-            self.fail(E_NOT_CONDITION, f"{self.net.name}(...) is a vector: pick an output with [i]", e)
-        self.fail(E_NOT_CONDITION, "expected a linear expression over the model's outputs", e)
-
-
-def _add(a, b):
-    terms = dict(a[0])
-    for i, v in b[0].items():
-        terms[i] = terms.get(i, 0) + v
-    return {i: v for i, v in terms.items() if v != 0}, a[1] + b[1]
-
-
-def _sub(a, b):
-    return _add(a, ({i: -v for i, v in b[0].items()}, -b[1]))
-
-
-def _to_ir(lin) -> ir.LinearExpr:
-    terms, const = lin
-    return ir.LinearExpr(tuple((i, float(v)) for i, v in sorted(terms.items())), float(const))
-
-
-# --------------------------------------------------------------------------- check statements
-
-
-def check_checks(spec: Spec) -> None:
-    """Resolve ``check`` statements into ``spec.check_plan``: (property, options, span)."""
-    plan = []
-    if not spec.checks:
-        for name in spec.main_properties:
-            plan.append((name, ir.CheckOptions(), spec.properties[name].span if name in spec.properties else None))
-    for stmt in spec.checks:
-        timeout, backend = None, "auto"
-        for opt in stmt.options:
-            if opt.key == "timeout":
-                if isinstance(opt.value, ast.String):
-                    timeout = parse_duration(opt.value.value)
-                else:
-                    v = spec.fold(opt.value)
-                    timeout = None if v is None or isinstance(v, tuple) else float(v)
-                if timeout is not None and timeout <= 0:
-                    spec.error(E_BAD_VALUE, "the timeout must be positive", opt.value.span)
-            else:
-                backend = opt.value.name
-                known = _backend_names()
-                if backend not in known:
-                    spec.error(E_UNKNOWN, f"unknown backend '{backend}'", opt.value.span,
-                               "use one of: " + ", ".join(known))
-        for ident in stmt.properties:
-            if spec.lookup(ident.name, "property", ident) is not None:
-                plan.append((ident.name, ir.CheckOptions(timeout, backend), stmt.span))
-    spec.check_plan = plan  # type: ignore[attr-defined]
-
-
-def _backend_names() -> tuple[str, ...]:
-    from hdsl import backends
-
-    return tuple(dict.fromkeys(BACKENDS + tuple(backends.REGISTRY)))
+        raise Stop from None
 
 
 # --------------------------------------------------------------------------- lowering
@@ -531,9 +298,9 @@ def lower(spec: Spec) -> ir.Program:
     if not spec.ok:
         raise HdslError([d for d in spec.diagnostics])
     checks = []
-    plans: dict[str, Plan] = spec.plans  # type: ignore[attr-defined]
+    plans: dict[str, Plan] = spec.plans
     expanded: dict[str, tuple] = {}
-    for name, options, span in spec.check_plan:  # type: ignore[attr-defined]
+    for name, options, span in spec.check_plan:
         plan = plans.get(name)
         if plan is None:
             continue
@@ -571,13 +338,13 @@ def _queries(spec: Spec, plan: Plan):
             region = ir.LinfBall(ir.DataPoint(plan.data, i), eps, domain)
         for level in levels:
             try:
-                formula = _Builder(spec, plan, label, level, report=False).condition(plan.condition)
+                formula = ConditionBuilder(spec, plan, label, level, report=False).condition(plan.condition)
                 unsafe = unsafe_spec(formula, net.num_outputs)
             except TooComplex as exc:
                 raise HdslError.single(E_TOO_COMPLEX, f"the output condition expands to {exc.args[0]} disjuncts "
                                        f"(more than the limit)", plan.decl.span,
                                        "split the property into several properties") from None
-            except _Stop:  # pragma: no cover - the same builder passed during analysis
+            except Stop:  # pragma: no cover - the same builder passed during analysis
                 raise HdslError.single(E_NOT_CONDITION, "cannot lower this condition", plan.decl.span) from None
             qid = plan.name + (f"[{i}]" if i is not None else "") + (f"@level{level}" if level is not None else "")
             yield ir.Query(qid, net, region, unsafe, plan.name, ir.CheckOptions(), i, label, level,

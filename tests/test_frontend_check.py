@@ -120,6 +120,7 @@ BAD = [
     ("data d9 = npz \"d9.npz\"  property p = forall (x, y) in d9: argmax net(x) == y", "E313", "d9:"),
     ("model m2 = tflite \"net.onnx\"", "E306", "tflite"),
     ("import \"main.hspec\"", "E205", "\"main.hspec\""),
+    ("property p = forall x in test: argmax net(x) == cat  check p  check p", "E206", "p\n"),
 ]
 
 
@@ -245,3 +246,11 @@ def test_imports_share_declarations(workspace):
                           "argmax net(x2) == y\n", name="uses.hspec")
     assert spec.ok, [d.render() for d in spec.diagnostics]
     assert lower(spec).checks[0].items[0].eps == 0.1
+
+
+def test_declarations_may_come_after_their_use(workspace):
+    text = ("property p = forall (x, y) in later: forall x2 in linf(x, e): argmax m(x2) == y\n"
+            "const e = 1/255\n" + PRELUDE.replace("model net", "model m").replace("data test", "data later"))
+    spec = run(workspace, text)
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    assert len(lower(spec).checks[0].items) == 6

@@ -129,9 +129,9 @@ def check_cmd(
 
 
 def _backend_choices() -> tuple[str, ...]:
-    from hdsl.lower import _backend_names
+    from hdsl.check import backend_names
 
-    return _backend_names()
+    return backend_names()
 
 
 def _run(program, timeout: float | None, backend: str | None, show_progress: bool) -> list:
