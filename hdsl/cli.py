@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hdsl.commands.hierarchy",
     "hdsl.commands.causal",
     "hdsl.commands.lsp",
+    "hdsl.commands.xai",
 )
 
 

@@ -153,6 +153,18 @@ def test_inpainters_reproduce_a_constant_image(removal):
     assert torch.allclose(removal(x, mask), x, atol=2e-4)  # 16-bit encoding for OpenCV
 
 
+@pytest.mark.parametrize("removal", [R.Constant("mean"), R.NoisyLinear(0.0), R.OpenCVInpaint("telea"),
+                                     R.OpenCVInpaint("ns"), R.Biharmonic()], ids=lambda r: r.name)
+def test_inpainters_do_not_read_removed_values(removal):
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    mask = torch.rand(2, 1, 8, 8, generator=g) < 0.5
+    other = torch.where(mask.expand_as(x), torch.rand(2, 3, 8, 8, generator=g), x)
+    assert torch.allclose(removal(x, mask), removal(other, mask), atol=1e-12)
+    full = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    assert torch.allclose(removal(x, full), torch.full_like(x, R.EMPTY_FILL))  # nothing visible: no leak
+
+
 def test_linear_imputation_is_exact_on_a_ramp_interior():
     h = w = 9
     rr, cc = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),

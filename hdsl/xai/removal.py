@@ -52,7 +52,8 @@ def composite(images: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) ->
 @dataclass(frozen=True)
 class Constant:
     """Fill with a constant: a number, ``"black"`` (the per-image minimum over all
-    channels, as Quantus defines it), ``"zero"`` or ``"mean"`` (per-image, per-channel mean)."""
+    channels, as Quantus defines it), ``"zero"`` or ``"mean"`` (per-image, per-channel
+    mean of the *visible* pixels; Quantus's ``"mean"`` also averages the removed ones)."""
 
     value: float | str = "black"
 
@@ -68,8 +69,11 @@ class Constant:
             fill = images.amin(dim=(1, 2, 3), keepdim=True).expand_as(images)
         elif self.value == "zero":
             fill = torch.zeros_like(images)
-        elif self.value == "mean":
-            fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        elif self.value == "mean":  # of the visible pixels, so removed values cannot leak
+            vis = (~mask).expand_as(images).to(images.dtype)
+            cnt = vis.sum(dim=(2, 3), keepdim=True)
+            mean = (images * vis).sum(dim=(2, 3), keepdim=True) / cnt.clamp(min=1)
+            fill = torch.where(cnt > 0, mean, torch.full_like(mean, EMPTY_FILL)).expand_as(images)
         else:
             raise ValueError(f"unknown constant baseline {self.value!r}")
         return composite(images, mask, fill)
@@ -113,6 +117,11 @@ class Blur:
 
 # --------------------------------------------------------------------------- ROAD noisy linear imputation
 
+# In-painters fill a plane whose every pixel is removed with this value (the middle of
+# [0, 1]): with nothing visible there is nothing to in-paint from, and OpenCV would
+# otherwise hand back the original pixels.
+EMPTY_FILL = 0.5
+
 _NLI_OFFSETS = (
     ((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
     ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
@@ -130,7 +139,12 @@ def linear_imputation(planes: np.ndarray, masks: np.ndarray) -> np.ndarray:
     from scipy.sparse.linalg import spsolve
 
     p, h, w = planes.shape
-    flat = planes.reshape(-1).astype(np.float64)
+    planes = planes.astype(np.float64).copy()
+    masks = masks.copy()
+    empty = masks.reshape(p, -1).all(axis=1)  # nothing visible: no information to impute from
+    planes[empty] = EMPTY_FILL
+    masks[empty] = False
+    flat = planes.reshape(-1)
     removed = masks.reshape(-1)
     unknown = np.flatnonzero(removed)
     n_var = unknown.size
@@ -226,10 +240,15 @@ class OpenCVInpaint:
                 mm = m[i, ch]
                 if not mm.any():
                     continue
+                if mm.all():
+                    filled[i, ch] = EMPTY_FILL
+                    continue
                 plane = x[i, ch]
-                lo, hi = float(plane.min()), float(plane.max())
+                visible = plane[~mm]  # the 16-bit scale must not depend on removed values
+                lo, hi = float(visible.min()), float(visible.max())
                 scale = (hi - lo) or 1.0
-                enc = np.round((plane - lo) / scale * 65535).astype(np.uint16)
+                enc = np.round(np.clip((plane - lo) / scale, 0, 1) * 65535).astype(np.uint16)
+                enc[mm] = 0
                 res = cv2.inpaint(enc, mm.astype(np.uint8), self.radius, flag)
                 filled[i, ch] = res.astype(np.float64) / 65535 * scale + lo
         return composite(images, mask, torch.from_numpy(filled).to(images.device))
@@ -253,11 +272,15 @@ class Biharmonic:
         filled = x.copy()
         for i in range(n):
             if m.shape[1] == 1:
-                if m[i, 0].any():
+                if m[i, 0].all():
+                    filled[i] = EMPTY_FILL
+                elif m[i, 0].any():
                     filled[i] = inpaint_biharmonic(x[i], m[i, 0], channel_axis=0)
             else:
                 for ch in range(c):
-                    if m[i, ch].any():
+                    if m[i, ch].all():
+                        filled[i, ch] = EMPTY_FILL
+                    elif m[i, ch].any():
                         filled[i, ch] = inpaint_biharmonic(x[i, ch], m[i, ch])
         return composite(images, mask, torch.from_numpy(filled).to(images.device))
 
