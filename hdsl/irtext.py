@@ -7,7 +7,9 @@ the text does not depend on where the repository lives.
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import fields, is_dataclass
 
 from hdsl import ir
 
@@ -112,3 +114,21 @@ def format_program(program: ir.Program, base: str | None = None) -> str:
             out.append(f"    region {format_region(item.region, base)}")
             out.extend(format_spec(item.spec, "    "))
     return "\n".join(out) + "\n"
+
+
+def to_json(obj, base: str | None = None):
+    """Plain data for ``hdsl ir --json``: dataclass fields that take part in equality (no spans),
+    paths relative to ``base``, infinities as strings."""
+    if is_dataclass(obj):
+        out = {"kind": type(obj).__name__}
+        for f in fields(obj):
+            if not f.compare:
+                continue
+            value = getattr(obj, f.name)
+            out[f.name] = _path(value, base) if f.name == "path" and isinstance(value, str) else to_json(value, base)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_json(x, base) for x in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj

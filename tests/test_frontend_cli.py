@@ -117,6 +117,11 @@ def test_ir_and_parse_commands():
     res = runner.invoke(app, ["ir", ACAS])
     assert res.exit_code == 0
     assert "query p1 on acas" in res.output and "unsafe: y0 - 3.991125645861615 >= 0" in res.output
+    res = runner.invoke(app, ["ir", ACAS, "--json"])
+    doc = json.loads(res.output)
+    query = doc["checks"][0]["items"][0]
+    assert doc["kind"] == "Program" and query["id"] == "p1" and query["network"]["path"] == "../models/acasxu_1_1.onnx"
+    assert query["spec"]["unsafe"][0]["constraints"][0]["expr"]["terms"] == [[0, 1.0]]
     res = runner.invoke(app, ["parse", ACAS, "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.output)

@@ -73,15 +73,19 @@ def parse_cmd(
 
 def ir_cmd(
     spec_file: str = typer.Argument(..., help="the .hspec file"),
-    as_json: bool = typer.Option(False, "--json", help="print diagnostics as JSON on errors"),
+    as_json: bool = typer.Option(False, "--json", help="print the IR (or the diagnostics) as JSON"),
 ) -> None:
     """Check a spec and print its lowered IR (the queries `hdsl check` would run)."""
-    from hdsl.irtext import format_program
+    from hdsl.irtext import format_program, to_json
     from hdsl.lower import lower
 
     spec = _checked(spec_file, as_json, deep=False)
     program = lower(spec)
-    typer.echo(format_program(program, str(Path(spec_file).resolve().parent)), nl=False)
+    base = str(Path(spec_file).resolve().parent)
+    if as_json:
+        typer.echo(json.dumps(to_json(program, base), indent=1))
+        return
+    typer.echo(format_program(program, base), nl=False)
 
 
 def check_cmd(
