@@ -213,3 +213,19 @@ def test_benchmark_networks_match_onnxruntime(path, shape):
     assert g.input_shape == shape
     diff = compare_with_onnxruntime(g, n=16, low=0.0, high=1.0)
     assert diff < 1e-4, diff
+
+
+def test_import_is_checked_against_onnxruntime(tmp_path):
+    g = load_onnx(save(random_mlp(np.random.default_rng(4), [3, 5, 2]), tmp_path / "m.onnx"))
+    assert g.ort_max_abs_diff is not None and g.ort_max_abs_diff < 1e-5
+    assert g.with_normalization([0.5], [2.0]).ort_max_abs_diff == g.ort_max_abs_diff
+
+
+def test_disagreement_with_onnxruntime_is_a_diagnostic(tmp_path, monkeypatch):
+    from hdsl.nn import graph as graph_mod
+
+    path = save(random_mlp(np.random.default_rng(5), [3, 5, 2]), tmp_path / "m.onnx")
+    monkeypatch.setitem(graph_mod._APPLY, "relu", lambda n, xs: xs[0])  # a wrong kernel
+    with pytest.raises(HdslError) as e:
+        load_onnx(path)
+    assert e.value.diagnostics[0].code == "E505"

@@ -94,6 +94,7 @@ class BoundsBackend:
             k = max(len(net.mean or ()), len(net.std or ()), 1)
             graph = graph.with_normalization(net.mean or (0.0,) * k, net.std or (1.0,) * k)
         n_in = math.prod(graph.input_shape)
+        import_diff = graph.ort_max_abs_diff
         items: list[_Item] = []
         results: list[Result | None] = [None] * len(queries)
         for i, q in enumerate(queries):
@@ -112,6 +113,8 @@ class BoundsBackend:
                                           message="the spec has no unsafe outputs")
                 continue
             items.append(_Item(q, region_boxes(q.region, q.network), rows))
+            if import_diff is not None:
+                items[-1].stats["import_max_abs_diff_vs_onnxruntime"] = import_diff
         if not items:
             return results  # type: ignore[return-value]
 

@@ -170,6 +170,7 @@ class Graph:
         self.output = output
         self.source_path = source_path
         self.exact: Graph | None = None  # float64 twin with exact parameters (set by the importer)
+        self.ort_max_abs_diff: float | None = None  # import check against onnxruntime (set by load_onnx)
         # names of ONNX tensors that were removed (Identity, folded BN, ...) -> the node computing them
         self.aliases: dict[str, str] = dict(aliases or {})
         consumers: dict[str, list[str]] = {n.name: [] for n in self.nodes}
@@ -261,6 +262,7 @@ class Graph:
         g = Graph([n.to(device, dtype) for n in src.nodes], self.output, self.source_path, self.aliases)
         if self.exact is not None and dtype != torch.float64:
             g.exact = self.exact.to(device=device)
+        g.ort_max_abs_diff = self.ort_max_abs_diff
         return g
 
     @property
@@ -295,6 +297,7 @@ class Graph:
         g = Graph([new_input, norm, *self.nodes[1:]], self.output, self.source_path, self.aliases)
         if self.exact is not None:
             g.exact = self.exact.with_normalization(mean, std)
+        g.ort_max_abs_diff = self.ort_max_abs_diff
         return g
 
     def as_module(self) -> torch.nn.Module:

@@ -56,8 +56,36 @@ def load_onnx(path: str | os.PathLike) -> Graph:
         raise HdslError.single("E501", f"{str(path)!r} is not a readable ONNX model: {err}", path=str(path),
                                hint="check that the file is an ONNX model and not, e.g., a Git LFS pointer") from None
     graph = import_model(model, str(path))
+    graph.ort_max_abs_diff = _check_with_onnxruntime(graph)
     _CACHE[key] = graph
     return graph
+
+
+def _check_with_onnxruntime(graph: Graph, n: int = 4) -> float | None:
+    """Max |torch - onnxruntime| on ``n`` random inputs in [-1, 1]; a real disagreement is E505.
+
+    ``None`` when onnxruntime cannot run the file (replay will then fail loudly).
+    """
+    from hdsl.nn.ort import run_onnx
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(n, math.prod(graph.input_shape))).astype(np.float32)
+    try:
+        ref = run_onnx(graph.source_path, x)
+    except Exception:  # noqa: BLE001 - onnxruntime's own errors are reported at replay time
+        return None
+    with torch.no_grad():
+        ours = graph.forward(torch.from_numpy(x).reshape(n, *graph.input_shape)).numpy()
+    if ours.shape != ref.shape:
+        raise HdslError.single("E505", f"{graph.source_path}: the imported network has {ours.shape[1]} outputs but "
+                               f"onnxruntime computes {ref.shape[1]}", path=graph.source_path)
+    diff = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    if not diff <= 1e-3 * (1.0 + scale):
+        raise HdslError.single("E505", f"{graph.source_path}: the imported network disagrees with onnxruntime "
+                               f"(max abs diff {diff:.3g} on random inputs)", path=graph.source_path,
+                               hint="this is a bug in hdsl's ONNX import; please report it with the model")
+    return diff
 
 
 def import_model(model, path: str = "<onnx>") -> Graph:
