@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 import statistics
 import time
@@ -113,6 +114,38 @@ def run_model(path: str | Path, x: Sequence[float], _info: tuple | None = None) 
     arr = np.asarray(x, dtype=dtype).reshape(1, *shape)
     y = _session(path).run(None, {name: arr})[0]
     return tuple(float(v) for v in np.asarray(y, dtype=np.float64).reshape(-1))
+
+
+def plain_onnx(path: str | Path) -> Path:
+    """``path`` itself, or for a gzipped ONNX file (VNN-COMP ships ``.onnx.gz``) a decompressed copy.
+
+    The copy lives in the temporary directory under the content's hash, so it is made once.
+    """
+    import gzip
+    import hashlib
+    import tempfile
+
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            magic = f.read(2)
+    except FileNotFoundError:
+        raise HdslError.single("V401", f"ONNX file not found: {p}", path=str(p)) from None
+    if magic != b"\x1f\x8b":
+        return p
+    raw = p.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    out = Path(tempfile.gettempdir()) / "hdsl-onnx" / f"{digest}-{p.name.removesuffix('.gz')}"
+    if not out.exists():
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise HdslError.single("V402", f"corrupt gzip file {p}: {err}", path=str(p)) from None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    return out
 
 
 def network_for(path: str | Path) -> Network:
@@ -214,6 +247,7 @@ def solve_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
     start = time.monotonic()
     name = instance or instance_id(onnx_path, vnnlib_path)
     prop = load_vnnlib(vnnlib_path)
+    onnx_path = plain_onnx(onnx_path)
     network = network_for(onnx_path)
     query = to_query(prop, network, name, Path(vnnlib_path).name, CheckOptions(timeout=timeout, backend=backend))
     solve = solver or default_solver()

@@ -164,3 +164,18 @@ def test_missing_files_become_error_rows(tmp_path):
     report = run_benchmark(tmp_path / "b", solver=oracle, limit=2)
     assert [r.outcome.verdict for r in report.rows] == ["error", "error"]
     assert "V101" in report.rows[0].outcome.message
+
+
+def test_gzipped_onnx_is_decompressed_once(tmp_path):
+    import gzip
+
+    from hdsl.bench import plain_onnx
+
+    gz = tmp_path / "net.onnx.gz"
+    gz.write_bytes(gzip.compress(NET12.read_bytes()))
+    plain = plain_onnx(gz)
+    assert plain != gz and plain.read_bytes() == NET12.read_bytes() and plain_onnx(gz) == plain
+    assert plain_onnx(NET12) == NET12
+    out = solve_instance(gz, ACAS / "vnnlib" / "prop_2.vnnlib", 10, solver=oracle,
+                         instance="ACASXU_run2a_1_2_batch_2000-prop_2")
+    assert out.verdict == "sat"
