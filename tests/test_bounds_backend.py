@@ -191,3 +191,19 @@ def test_cifar_demo_model_image():
     region = ir.LinfBall(ir.DataPoint(ds, 0), 1e-4, (0.0, 1.0))
     r = get("bounds").run(ir.Query("c0", net, region, argmax_in((y,), 10), "p"), Budget.seconds(60))
     assert r.verdict is Verdict.PROVED, r
+
+
+def test_spent_budget_is_a_timeout(t1):
+    r = get("bounds").run(query(t1, [0.2], [0.3], argmax_in((1,), 4)), Budget.seconds(0))
+    assert r.verdict is Verdict.TIMEOUT
+
+
+def test_bounds_deadline_raises(tmp_path):
+    import time
+
+    from hdsl.bounds import BoundsTimeout, bound_state
+    from hdsl.nn import load_onnx
+
+    g = load_onnx(save(random_mlp(np.random.default_rng(2), [3, 10, 10, 2]), tmp_path / "m.onnx"))
+    with pytest.raises(BoundsTimeout):
+        bound_state(g, torch.zeros(1, 3), torch.ones(1, 3), "crown", "cpu", deadline=time.monotonic() - 1)

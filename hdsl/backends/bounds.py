@@ -82,7 +82,7 @@ class BoundsBackend:
     def _run_group(self, queries: list[ir.Query], budget: Budget) -> list[Result]:
         import torch
 
-        from hdsl.bounds import bound_state, default_device, spec_bounds
+        from hdsl.bounds import BoundsTimeout, bound_state, default_device, spec_bounds
         from hdsl.bounds.spec import BatchSpec, certified_margin, proved, spec_rows
         from hdsl.nn import load_onnx
         from hdsl.regions import boxes as region_boxes
@@ -160,7 +160,11 @@ class BoundsBackend:
             ts = time.monotonic()
             sub = bspec.select(sel)
             if stage in ("ibp", "crown") or state is None:
-                state = bound_state(graph, lo64[sel], hi64[sel], "ibp" if stage == "ibp" else "crown", device)
+                try:
+                    state = bound_state(graph, lo64[sel], hi64[sel], "ibp" if stage == "ibp" else "crown", device,
+                                        deadline=budget.deadline)
+                except BoundsTimeout:
+                    break
                 state_sel = sel
             else:
                 keep = torch.isin(state_sel, sel)

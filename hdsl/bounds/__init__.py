@@ -25,7 +25,8 @@ import time
 import torch
 
 from hdsl.bounds.alpha import alpha_spec_lower_bound, init_alphas
-from hdsl.bounds.crown import BoundState, interval_spec_lower, intermediate_bounds, spec_lower_bound
+from hdsl.bounds.crown import (BoundState, BoundsTimeout, interval_spec_lower, intermediate_bounds,
+                               spec_lower_bound)
 from hdsl.bounds.fp import final_margin
 from hdsl.nn.graph import Graph
 
@@ -62,14 +63,17 @@ def as_box(graph: Graph, lo, hi, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bound_state(graph: Graph, lo, hi, method: str = "crown", device=None, fp: bool = True,
-                max_elems: int = 2 ** 25) -> BoundState:
-    """Intermediate bounds of every node for a batch of boxes (reusable across specs)."""
+                max_elems: int = 2 ** 25, deadline: float | None = None) -> BoundState:
+    """Intermediate bounds of every node for a batch of boxes (reusable across specs).
+
+    ``deadline`` (``time.monotonic()``): raises ``BoundsTimeout`` once passed.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}; use one of {METHODS}")
     g64 = prepare(graph, device)
     lo, hi = as_box(graph, lo, hi, g64.device)
     with torch.no_grad():
-        return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems)
+        return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems, deadline)
 
 
 def spec_bounds(state: BoundState, C: torch.Tensor, d: torch.Tensor | None = None, method: str = "crown",
@@ -115,5 +119,5 @@ def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", 
     return lb, None
 
 
-__all__ = ["METHODS", "BoundState", "bound_state", "compute_bounds", "init_alphas", "intermediate_bounds",
+__all__ = ["METHODS", "BoundState", "BoundsTimeout", "bound_state", "compute_bounds", "init_alphas", "intermediate_bounds",
            "prepare", "spec_bounds", "spec_lower_bound", "alpha_spec_lower_bound", "default_device"]

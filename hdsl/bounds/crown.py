@@ -343,9 +343,18 @@ def crown_node_bounds(state: BoundState, node: Node, mask: torch.Tensor, max_ele
     return lf.reshape(l.shape), uf.reshape(u.shape)
 
 
+class BoundsTimeout(Exception):
+    """The deadline passed while computing bounds."""
+
+
 def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = "crown",
-                        fp: bool = True, max_elems: int = 2 ** 25) -> BoundState:
-    """Bounds of every node: IBP, refined by CROWN on the inputs of nonlinear ops (``method != 'ibp'``)."""
+                        fp: bool = True, max_elems: int = 2 ** 25, deadline: float | None = None) -> BoundState:
+    """Bounds of every node: IBP, refined by CROWN on the inputs of nonlinear ops (``method != 'ibp'``).
+
+    Raises ``BoundsTimeout`` when ``deadline`` (``time.monotonic()``) passes between nodes.
+    """
+    import time
+
     state = BoundState(graph, lo, hi, fp=fp, method=method)
     state.bounds[graph.input_name] = (lo, hi)
     inexact = _needs_crown(graph) if method != "ibp" else {}
@@ -363,6 +372,8 @@ def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method
             mask = (l < 0) & (u > 0)
         else:
             mask = torch.ones_like(l, dtype=torch.bool)
+        if deadline is not None and time.monotonic() > deadline:
+            raise BoundsTimeout(f"bounds for {node.name!r} not reached before the deadline")
         if bool(mask.any()):
             state.bounds[node.name] = crown_node_bounds(state, node, mask, max_elems)
     return state
