@@ -110,7 +110,10 @@ def run_model(path: str | Path, x: Sequence[float], _info: tuple | None = None) 
     """The flattened outputs of onnxruntime on one input ``x`` (flattened, cast to the model's dtype)."""
     import numpy as np
 
-    name, shape, dtype = _info if _info is not None else (lambda i: (i.input_name, i.input_shape, i.dtype))(onnx_info(path))
+    if _info is None:
+        info = onnx_info(path)
+        _info = (info.input_name, info.input_shape, info.dtype)
+    name, shape, dtype = _info
     arr = np.asarray(x, dtype=dtype).reshape(1, *shape)
     y = _session(path).run(None, {name: arr})[0]
     return tuple(float(v) for v in np.asarray(y, dtype=np.float64).reshape(-1))
