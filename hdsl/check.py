@@ -462,6 +462,7 @@ def parse_duration(text: str) -> float:
 def check_checks(spec: Spec) -> None:
     """Resolve ``check`` statements into ``spec.check_plan``: (property, options, span)."""
     plan = []
+    planned: set[str] = set()
     if not spec.checks:
         for name in spec.main_properties:
             plan.append((name, ir.CheckOptions(), spec.properties[name].span if name in spec.properties else None))
@@ -485,10 +486,11 @@ def check_checks(spec: Spec) -> None:
         for ident in stmt.properties:
             if spec.lookup(ident.name, "property", ident) is None:
                 continue
-            if any(name == ident.name for name, _, _ in plan):
+            if ident.name in planned:
                 spec.error(E_DUP_CHECK, f"property '{ident.name}' is checked twice", ident.span,
                            "check each property once (options go on that statement)")
                 continue
+            planned.add(ident.name)
             plan.append((ident.name, ir.CheckOptions(timeout, backend), stmt.span))
     spec.check_plan = plan
 

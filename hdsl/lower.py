@@ -32,7 +32,7 @@ from hdsl.check import Spec
 from hdsl.constants import show
 from hdsl.diagnostics import HdslError
 from hdsl.conditions import ConditionBuilder, Stop
-from hdsl.passes import TooComplex, unsafe_spec
+from hdsl.passes import MAX_DISJUNCTS, TooComplex, dnf_size, unsafe_spec
 
 E_NO_MODEL = "E307"
 E_NOT_CONDITION = "E308"
@@ -126,7 +126,8 @@ def _stop(spec: Spec, code: str, message: str, node, hint: str | None = None):
 
 def _analyse(spec: Spec, plan: Plan) -> None:
     decl = plan.decl
-    calls = [e for e in _walk(decl.body) if isinstance(e, ast.Call) and isinstance(e.func, ast.Name)]
+    nodes = list(_walk(decl.body))  # one walk serves every scan below
+    calls = [e for e in nodes if isinstance(e, ast.Call) and isinstance(e.func, ast.Name)]
     measures = [c for c in calls if c.func.id in MEASURE_HOOKS and c.func.id not in spec.symbols]
     if measures:
         _measure(spec, plan, measures[0])
@@ -150,33 +151,33 @@ def _analyse(spec: Spec, plan: Plan) -> None:
         _stop(spec, E_NO_MODEL, f"the number of outputs of '{model_name}' is unknown",
               plan.network.span, "declare `outputs CLASSES` or `outputs N`")
     body = decl.body
-    scope = {}
+    binders = []
     if isinstance(body, ast.Forall) and isinstance(body.domain, ast.Name):
         _data_binder(spec, plan, body)
-        scope.update({plan.data_var: "data"} if plan.data_var else {})
+        binders.append(body)
         body = body.body
     if isinstance(body, ast.Forall):
         _region_binder(spec, plan, body)
+        binders.append(body)
         body = body.body
     elif plan.data_var is not None:
         plan.input_var = plan.data_var
     else:
         _stop(spec, E_QUANTIFIER, "a property starts with `forall x in DATA:` or `forall x in box(...)/linf(...):`",
               decl.body)
-    for e in _walk(body):
-        if isinstance(e, ast.Forall):
+    for e in nodes:
+        if isinstance(e, ast.Forall) and all(e is not b for b in binders):
             _stop(spec, E_QUANTIFIER, "`forall` may only appear at the start of a property "
                                       "(over a data set, then over a region)", e)
     plan.condition = body
     # Build the condition once for diagnostics (with the first label / level).
     label = plan.labels[0] if plan.labels else (0 if plan.label_var else None)
     formula = ConditionBuilder(spec, plan, label, None, report=True).condition(body)
-    try:
-        unsafe_spec(formula, plan.network.num_outputs)
-    except TooComplex as exc:
-        _stop(spec, E_TOO_COMPLEX, f"the output condition expands to {exc.args[0]} disjuncts (more than the limit)",
+    size = dnf_size(formula, plan.network.num_outputs)
+    if size > MAX_DISJUNCTS:
+        _stop(spec, E_TOO_COMPLEX, f"the output condition expands to {size} disjuncts (more than {MAX_DISJUNCTS})",
               body, "split the property into several properties")
-    if any(isinstance(e, ast.AllLevels) for e in _walk(body)):
+    if any(isinstance(e, ast.AllLevels) for e in nodes):
         hs = plan.hierarchies
         plan.levels = tuple(range(1, max(h.depth() for h in hs) + 1)) if hs else None
     if plan.labels is not None:

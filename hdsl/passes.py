@@ -122,6 +122,28 @@ def _dnf(f: Formula, holds: bool, n: int) -> _DNF:
     raise TypeError(f"not a formula: {f!r}")  # pragma: no cover - internal misuse
 
 
+def dnf_size(f: Formula, n: int, holds: bool = False) -> int:
+    """How many disjuncts ``_dnf(f, holds, n)`` will have (before de-duplication), without building them."""
+    if isinstance(f, Const):
+        return 1 if f.value == holds else 0
+    if isinstance(f, Not):
+        return dnf_size(f.part, n, not holds)
+    if isinstance(f, (And, Or)):
+        sizes = [dnf_size(p, n, holds) for p in f.parts]
+        if isinstance(f, And) == holds:
+            total = 1
+            for s in sizes:
+                total *= s
+            return total
+        return sum(sizes)
+    if isinstance(f, ArgmaxIn):
+        inside = len(f.classes)
+        if holds:
+            return inside if inside < n else 1
+        return n - inside if inside else 1
+    return 2 if (f.op == "==" and not holds) or (f.op == "!=" and holds) else 1
+
+
 def unsafe_spec(condition: Formula, num_outputs: int) -> ir.OutputSpec:
     """The unsafe set of ``condition`` over ``num_outputs`` outputs (raises ``TooComplex``)."""
     disjuncts = []

@@ -254,3 +254,51 @@ def test_declarations_may_come_after_their_use(workspace):
     spec = run(workspace, text)
     assert spec.ok, [d.render() for d in spec.diagnostics]
     assert len(lower(spec).checks[0].items) == 6
+
+
+def _formulas():
+    from hypothesis import strategies as st
+
+    from hdsl import passes as P
+
+    atoms = st.one_of(
+        st.frozensets(st.integers(0, 3), max_size=4).map(P.ArgmaxIn),
+        st.tuples(st.sampled_from([">=", ">", "==", "!="]), st.integers(0, 3)).map(
+            lambda t: P.Linear(ir.LinearExpr(((t[1], 1.0),), -0.5), t[0])),
+        st.booleans().map(P.Const),
+    )
+    return st.recursive(atoms, lambda f: st.one_of(
+        f.map(P.Not), st.tuples(f, f).map(P.And), st.tuples(f, f).map(P.Or)), max_leaves=6)
+
+
+def test_unsafe_set_matches_the_formula():
+    """On random outputs, 'violated_by' is exactly 'the condition is false', and dnf_size counts the disjuncts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hdsl import passes as P
+
+    def holds(f, y):
+        if isinstance(f, P.Const):
+            return f.value
+        if isinstance(f, P.Not):
+            return not holds(f.part, y)
+        if isinstance(f, P.And):
+            return all(holds(p, y) for p in f.parts)
+        if isinstance(f, P.Or):
+            return any(holds(p, y) for p in f.parts)
+        if isinstance(f, P.ArgmaxIn):
+            inside = [y[i] for i in f.classes]
+            outside = [y[i] for i in range(4) if i not in f.classes]
+            return bool(inside) and (not outside or max(inside) > max(outside))
+        v = f.expr.evaluate(y)
+        return {">=": v >= 0, ">": v > 0, "==": v == 0, "!=": v != 0}[f.op]
+
+    @settings(max_examples=300, deadline=None)
+    @given(_formulas(), st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0]), min_size=4, max_size=4))
+    def check(f, y):
+        spec = P.unsafe_spec(f, 4)
+        assert spec.violated_by(y) == (not holds(f, y))
+        assert len(P._dnf(f, False, 4)) == P.dnf_size(f, 4)
+
+    check()
