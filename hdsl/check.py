@@ -33,6 +33,7 @@ E_BAD_VALUE = "E304"
 E_SHAPE = "E303"
 E_OUTPUTS = "E305"
 E_FORMAT = "E306"
+E_TOO_DEEP = "E316"
 E_IMPORT_MISSING = "E410"
 E_MODEL_MISSING = "E411"
 E_MODEL_UNREADABLE = "E412"
@@ -154,6 +155,16 @@ def check_source(source: SourceFile, deep: bool = True) -> Spec:
     except HdslError as err:
         spec.absorb(err)
         return spec
+    try:
+        _check_module(spec, source)
+    except RecursionError:
+        spec.error(E_TOO_DEEP, "an expression is nested too deeply", Span(source, 0, 0),
+                   "split it with `const` declarations")
+    spec.diagnostics.sort(key=_position)  # in reading order, whatever the checking order
+    return spec
+
+
+def _check_module(spec: Spec, source: SourceFile) -> None:
     statements: list[tuple[ast.Module, object]] = []
     _collect(spec, source, spec.module, statements, visiting=[str(Path(source.path).resolve())], main=True)
     for stmt in statements:
@@ -165,8 +176,6 @@ def check_source(source: SourceFile, deep: bool = True) -> Spec:
 
     analyse_properties(spec)
     check_checks(spec)
-    spec.diagnostics.sort(key=_position)  # in reading order, whatever the checking order
-    return spec
 
 
 def _position(d: Diagnostic) -> tuple:

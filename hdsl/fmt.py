@@ -17,6 +17,7 @@ from dataclasses import fields, is_dataclass
 from fractions import Fraction
 
 from hdsl import ast
+from hdsl.diagnostics import HdslError
 from hdsl.parser import parse_source
 from hdsl.source import SourceFile
 
@@ -331,7 +332,10 @@ class _Printer:
 def format_source(source: SourceFile) -> str:
     """The canonical text of ``source`` (raises ``HdslError`` on a syntax error)."""
     module = parse_source(source)
-    return _Printer(source, module).module(module)
+    try:
+        return _Printer(source, module).module(module)
+    except RecursionError:
+        raise HdslError.single("E316", "an expression is nested too deeply to format", source.span(0, 0)) from None
 
 
 def format_text(text: str, path: str = "<string>") -> str:

@@ -54,7 +54,7 @@ MEASURE_HOOKS: dict[str, tuple[str, str]] = {
     "iia": ("hdsl.causal.spec", "interchange-intervention (iia)"),
     "certified_radius": ("hdsl.radius.spec", "certified-radius"),
 }
-BUILTINS = ("linf", "box", "ancestor") + tuple(MEASURE_HOOKS)
+BUILTINS = ("linf", "box", "union", "ancestor") + tuple(MEASURE_HOOKS)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Plan:
     input_var: str | None = None
     region: str = "point"  # point | linf | box
     eps: Fraction | None = None
-    box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    boxes: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()  # (lower, upper) per box
     levels: tuple[int, ...] | None = None
     condition: object = None  # the AST of the output condition
     items: tuple = ()  # measurement items from a feature module
@@ -232,10 +232,37 @@ def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
     dom = forall.domain
     if len(forall.binders) != 1:
         _stop(spec, E_QUANTIFIER, "a region binds one variable: `forall x2 in linf(x, eps):`", forall.binders[1])
-    if not (isinstance(dom, ast.Call) and isinstance(dom.func, ast.Name) and dom.func.id in ("linf", "box")):
-        _stop(spec, E_QUANTIFIER, "forall ranges over a data set, linf(x, eps) or box(lo, hi)", dom)
+    if not _is_region(dom, ("linf", "box", "union")):
+        _stop(spec, E_QUANTIFIER, "forall ranges over a data set, linf(x, eps), box(lo, hi) or union(...)", dom)
     plan.input_var = forall.binders[0].name
     n = math.prod(plan.network.input_shape)
+    if dom.func.id != "union":
+        box = _one_region(spec, plan, dom, n)
+        if box is None:
+            plan.region = "linf"
+        else:
+            plan.region, plan.boxes = "box", (box,)
+        return
+    parts = [a for a in dom.args if not isinstance(a, ast.Keywords)]
+    if len(parts) < 2 or len(parts) != len(dom.args):
+        _stop(spec, E_ARGS, "union(...) takes two or more regions", dom)
+    boxes = []
+    for part in parts:
+        if not _is_region(part, ("linf", "box")):
+            _stop(spec, E_QUANTIFIER, "union(...) joins box(lo, hi) and linf(CENTRE, eps) regions", part)
+        box = _one_region(spec, plan, part, n)
+        if box is None:
+            _stop(spec, E_QUANTIFIER, "a union cannot hold a ball around a data point", part)
+        boxes.append(box)
+    plan.region, plan.boxes, plan.eps = "box", tuple(boxes), None
+
+
+def _is_region(node, names: tuple[str, ...]) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
+
+
+def _one_region(spec: Spec, plan: Plan, dom: ast.Call, n: int):
+    """A box (lower, upper) for ``box(...)`` / ``linf(CONSTANT, eps)``, or None for a ball around the data point."""
     if dom.func.id == "linf":
         centre, eps_node = _positional(spec, dom, 2)
         eps = spec.fold(eps_node)
@@ -245,23 +272,19 @@ def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
             _stop(spec, E_BAD_VALUE, f"eps must be a non-negative number, not {show(eps)}", eps_node)
         plan.eps = eps
         if isinstance(centre, ast.Name) and centre.id == plan.data_var:
-            plan.region = "linf"
-            return
+            return None
         if isinstance(centre, ast.Name) and centre.id not in spec.consts and plan.data_var is None:
             _stop(spec, E_WRONG_INPUT, f"'{centre.id}' is not a data point or a constant", centre,
                   "quantify over data first: `forall x in DATA: forall x2 in linf(x, eps): ...`")
         c = _vector(spec, centre, n, "the centre")
         lo, hi = plan.network.input_range or (-math.inf, math.inf)
-        plan.region = "box"
-        plan.box = (tuple(max(lo, float(v - eps)) for v in c), tuple(min(hi, float(v + eps)) for v in c))
-        return
+        return tuple(max(lo, float(v - eps)) for v in c), tuple(min(hi, float(v + eps)) for v in c)
     lo_node, hi_node = _positional(spec, dom, 2)
     lo, hi = _vector(spec, lo_node, n, "the lower corner"), _vector(spec, hi_node, n, "the upper corner")
     bad = next((i for i in range(n) if lo[i] > hi[i]), None)
     if bad is not None:
         _stop(spec, E_BAD_VALUE, f"box is empty: lower bound {lo[bad]} > upper bound {hi[bad]} at index {bad}", dom)
-    plan.region = "box"
-    plan.box = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+    return tuple(float(v) for v in lo), tuple(float(v) for v in hi)
 
 
 def _vector(spec: Spec, node, n: int, what: str) -> tuple[Fraction, ...]:
@@ -333,7 +356,8 @@ def _queries(spec: Spec, plan: Plan):
     for i in points:
         label = plan.labels[i] if (plan.labels is not None and i is not None) else None
         if plan.region == "box":
-            region: ir.Region = ir.Box(*plan.box)
+            parts = tuple(ir.Box(lo, hi) for lo, hi in plan.boxes)
+            region: ir.Region = parts[0] if len(parts) == 1 else ir.UnionRegion(parts)
         else:
             eps = float(plan.eps) if plan.region == "linf" else 0.0
             region = ir.LinfBall(ir.DataPoint(plan.data, i), eps, domain)

@@ -35,7 +35,15 @@ def query_problems(q: ir.Query) -> list[str]:
                 out.append(f"{q.id}: disjunct {k} repeats an output in one constraint")
             if not math.isfinite(c.expr.const):
                 out.append(f"{q.id}: disjunct {k} has a non-finite constant")
-    r = q.region
+    for r in (q.region.parts if isinstance(q.region, ir.UnionRegion) else (q.region,)):
+        out.extend(_region_problems(q, r, net))
+    if q.label is not None and n_out is not None and not 0 <= q.label < n_out:
+        out.append(f"{q.id}: label {q.label} out of range")
+    return out
+
+
+def _region_problems(q: ir.Query, r, net: ir.Network) -> list[str]:
+    out: list[str] = []
     if isinstance(r, ir.Box):
         if len(r.lower) != len(r.upper) or len(r.lower) != _size(net.input_shape):
             out.append(f"{q.id}: box has {len(r.lower)}/{len(r.upper)} bounds for input size {_size(net.input_shape)}")
@@ -51,8 +59,8 @@ def query_problems(q: ir.Query) -> list[str]:
             out.append(f"{q.id}: data point {r.center.index} outside the selection of {ds.name}")
         if q.eps is not None and q.eps != r.eps:
             out.append(f"{q.id}: eps {q.eps} differs from the region's {r.eps}")
-    if q.label is not None and n_out is not None and not 0 <= q.label < n_out:
-        out.append(f"{q.id}: label {q.label} out of range")
+    else:
+        out.append(f"{q.id}: unexpected region {type(r).__name__}")
     return out
 
 

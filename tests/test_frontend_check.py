@@ -302,3 +302,19 @@ def test_unsafe_set_matches_the_formula():
         assert len(P._dnf(f, False, 4)) == P.dnf_size(f, 4)
 
     check()
+
+
+def test_deep_nesting_is_a_diagnostic(workspace):
+    spec = run(workspace, "const x = " + "1 + " * 5000 + "1\n")
+    assert [d.code for d in errors(spec)] == ["E316"]
+
+
+def test_union_of_boxes(workspace):
+    spec = run(workspace, PRELUDE + "property u = forall x in union(box(0, 0.5), linf([1, 1, 1, 1], 0.25)): "
+                                    "argmax net(x) == cat\n")
+    (q,) = lower(spec).checks[0].items
+    assert q.region == ir.UnionRegion((ir.Box((0.0,) * 4, (0.5,) * 4), ir.Box((0.75,) * 4, (1.0,) * 4)))
+    assert program_problems(lower(spec)) == []
+    spec = run(workspace, PRELUDE + "property u = forall (x, y) in test: forall x2 in union(box(0, 1), linf(x, 0.1)): "
+                                    "argmax net(x2) == y\n")
+    assert [d.code for d in errors(spec)] == ["E310"]
