@@ -9,7 +9,7 @@ pytest.importorskip("lsprotocol")
 
 from lsprotocol import types as lsp  # noqa: E402
 
-from hdsl.lsp.analysis import analyse, statement_starts, tolerant_text, uri_to_path  # noqa: E402
+from hdsl.lsp.analysis import analyse, statement_starts, tolerant_parse, tolerant_text, uri_to_path  # noqa: E402
 from hdsl.lsp.features import (  # noqa: E402
     complete_at,
     definition_at,
@@ -219,6 +219,26 @@ def test_statement_split_and_tolerant_text():
     assert [text[s:s + 5] for s in statement_starts(text)] == ["causa", "const", "prope", "const"]
     kept = tolerant_text(text, "x")
     assert len(kept) == len(text) and "property" not in kept and "const j = 2" in kept
+
+
+@pytest.mark.parametrize("text,kept", [
+    ("const a = 1\nconst b = \nconst c = 3\n", ["a", "c"]),  # error at the next statement's first word
+    ("const a = 1\nconst = 2\nclasses k = x y\nproperty p = (\n", ["a", "k"]),  # two errors, one at the end
+    ("zz const a = 1\nhierarchy h over k { g { x } \nconst c = $\nconst d = 4", ["a", "d"]),
+])
+def test_tolerant_parse_keeps_the_statements_that_parse(text, kept):
+    source, statements = tolerant_parse(text, "x.hspec")
+    assert [s.name.name for s in statements] == kept
+    from hdsl.diagnostics import HdslError
+    from hdsl.parser import parse_text
+
+    with pytest.raises(HdslError) as err:
+        parse_text(text)
+    again, same = tolerant_parse(text, "x.hspec", err.value.diagnostics[0].span.start)
+    assert again.text == source.text and same == statements
+    assert len(source.text) == len(text) and source.text.count("\n") == text.count("\n")
+    for stmt in statements:
+        assert stmt.span.text == text[stmt.span.start:stmt.span.end]  # offsets are the original text's
 
 
 def test_formatting_is_one_whole_document_edit():

@@ -11,6 +11,7 @@ directly.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ STARTERS = frozenset({"import", "const", "classes", "hierarchy", "model", "data"
                       "explainer", "causal", "alignment"})
 _SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[^\sA-Za-z_"#]+|\s+')
 _NOT_NEWLINE = re.compile(r"[^\n]")
+_SYNTAX = ("E101", "E102", "E103")  # hdsl.parser's codes
 
 KINDS = {
     ast.Const: "const", ast.Classes: "classes", ast.HierarchyDecl: "hierarchy", ast.ModelDecl: "model",
@@ -116,20 +118,62 @@ def tolerant_text(text: str, path: str) -> str:
     """``text`` with every statement that does not parse on its own blanked out (offsets unchanged)."""
     starts = statement_starts(text)
     bounds = zip([0] + starts, starts + [len(text)])
-    return "".join(text[s:e] if _parses(text, s, e, path) else _blank(text[s:e]) for s, e in bounds)
+    return "".join(text[s:e] if _parses(text[s:e], path) else _blank(text[s:e]) for s, e in bounds)
 
 
-def _parses(text: str, start: int, end: int, path: str) -> bool:
-    trial = _blank(text[:start]) + text[start:end] + _blank(text[end:])
+def _parses(piece: str, path: str) -> bool:
     try:
-        parse_source(SourceFile(path, trial))
+        parse_source(SourceFile(path, piece))
     except HdslError:
         return False
     return True
 
 
-def analyse(uri: str, text: str, deep: bool = True) -> Analysis:
-    """Check ``text`` as the file at ``uri``; never raises for a bad spec."""
+def tolerant_parse(text: str, path: str, error_at: int | None = None, rounds: int = 8) -> tuple[SourceFile, tuple]:
+    """The statements of ``text`` that parse, and the text they were parsed from (broken ones blanked).
+
+    Each round blanks the statement a syntax error is in (or the one before,
+    when the error is at a statement's first word: that one is unfinished) and
+    parses again, so a file with one mistake costs one more parse when the
+    first error's offset is known (``error_at``). After ``rounds`` mistakes,
+    every statement is tried on its own.
+    """
+    starts = statement_starts(text)
+    firsts = [0] + starts
+    bounds = list(zip(firsts, starts + [len(text)]))
+    broken: set[int] = set()
+    pos = error_at
+    for _ in range(rounds):
+        if pos is not None:
+            i = bisect.bisect_right(firsts, pos) - 1
+            if firsts[i] == pos and i > 0:
+                i -= 1  # the error is a statement's first word: the one before it is unfinished
+            while i in broken and i > 0:
+                i -= 1
+            if i in broken:
+                break
+            broken.add(i)
+        current = "".join(_blank(text[s:e]) if i in broken else text[s:e] for i, (s, e) in enumerate(bounds))
+        source = SourceFile(path, current)
+        try:
+            return source, parse_source(source).statements
+        except HdslError as err:
+            span = err.diagnostics[0].span
+            pos = span.start if span is not None else len(text)
+    source = SourceFile(path, tolerant_text(text, path))
+    try:
+        return source, parse_source(source).statements
+    except HdslError:  # pragma: no cover - every kept statement parses on its own
+        return source, ()
+
+
+def analyse(uri: str, text: str, deep: bool = True, previous: "Analysis | None" = None) -> Analysis:
+    """Check ``text`` as the file at ``uri``; never raises for a bad spec.
+
+    On a syntax error, names come from the statements that parse, and what the
+    checker knew about them (values, shapes, trees) from ``previous`` (the last
+    analysis of the document) when there is one.
+    """
     source = SourceFile(uri_to_path(uri), text)
     spec, checker_error = None, None
     try:
@@ -149,13 +193,11 @@ def analyse(uri: str, text: str, deep: bool = True) -> Analysis:
     statements: tuple = module.statements if module is not None else ()
     symbol_spec = spec
     if module is None:
-        good = SourceFile(source.path, tolerant_text(text, source.path))
-        try:
-            statements = parse_source(good).statements
-        except HdslError:  # pragma: no cover - every kept statement parses on its own
-            statements = ()
-        symbol_spec = None
-        if statements:
+        first = next((d.span.start for d in diagnostics if d.code in _SYNTAX and d.span is not None
+                      and d.span.path == source.path), None)
+        good, statements = tolerant_parse(text, source.path, first)
+        symbol_spec = previous.spec if previous is not None and previous.spec is not None else None
+        if symbol_spec is None and statements and checker_error is None:
             try:
                 from hdsl.check import check_source
 
@@ -172,15 +214,16 @@ def analyse(uri: str, text: str, deep: bool = True) -> Analysis:
 
 def _index(a: Analysis) -> None:
     decl_nodes = []
-    symbols = getattr(a.spec, "symbols", None) or {}
-    for sym in symbols.values():
-        decl_nodes.append(sym.node)
-        a.decls[sym.name] = Decl(sym.name, sym.kind, sym.node, sym.span)
-    for stmt in a.statements:  # the checker skips duplicates and may have stopped early
+    for stmt in a.statements:  # this text's declarations first: their spans are current
         kind = KINDS.get(type(stmt))
         if kind is not None and stmt.name.name not in a.decls:
             a.decls[stmt.name.name] = Decl(stmt.name.name, kind, stmt, stmt.name.span)
             decl_nodes.append(stmt)
+    symbols = getattr(a.spec, "symbols", None) or {}
+    for sym in symbols.values():  # then imported ones (and, after a syntax error, the last good ones)
+        if sym.name not in a.decls and (sym.span is None or sym.span.path != a.source.path):
+            a.decls[sym.name] = Decl(sym.name, sym.kind, sym.node, sym.span)
+            decl_nodes.append(sym.node)
     for node in decl_nodes:
         if isinstance(node, ast.Classes):
             for i, ident in enumerate(node.classes):
@@ -234,4 +277,4 @@ def binders_at(statements, offset: int) -> dict[str, ast.Ident]:
 
 
 __all__ = ["Analysis", "ClassRef", "Decl", "GroupRef", "analyse", "binders_at", "nodes", "statement_starts",
-           "tolerant_text", "uri_to_path"]
+           "tolerant_parse", "tolerant_text", "uri_to_path"]

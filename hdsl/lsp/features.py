@@ -142,13 +142,22 @@ def diagnostics_for(uri: str, text: str, deep: bool = True) -> list[lsp.Diagnost
 # --------------------------------------------------------------------------- words at the cursor
 
 
+def _line_bounds(text: str, offset: int) -> tuple[int, int]:
+    end = text.find("\n", offset)
+    return text.rfind("\n", 0, offset) + 1, len(text) if end < 0 else end
+
+
 def word_at(source: SourceFile, offset: int) -> tuple[int, int, str, str] | None:
     """(start, end, text, role) of the word under the cursor; role is 'name' or 'keyword'.
 
-    Words inside comments and strings are not words here.
+    Words inside comments and strings are not words here. No token spans two
+    lines (strings end on their line, comments at its end), so lexing the
+    cursor's line alone is exact.
     """
+    first, last = _line_bounds(source.text, offset)
     hit = None
-    for start, ttype, value in HspecLexer().get_tokens_unprocessed(source.text):
+    for start, ttype, value in HspecLexer().get_tokens_unprocessed(source.text[first:last]):
+        start += first
         end = start + len(value)
         if start > offset:
             break
@@ -378,15 +387,15 @@ def complete_at(a: Analysis, line: int, character: int) -> list[lsp.CompletionIt
     text = a.source.text
     if _in_literal(text, offset):
         return []
-    partial = _WORD_END.search(text[:offset])
-    prefix_end = partial.start() if partial else offset
-    prefix = text[:prefix_end]
+    partial = _WORD_END.search(text, max(0, offset - 200), offset) if offset else None
+    prefix_end = partial.start() if partial and partial.end() == offset else offset
+    # The grammar is `start: _stmt*`, so the parser state inside a statement depends on that
+    # statement alone: feed it from the statement's first word (fast on long files).
+    starts = statement_starts(text[:prefix_end])
+    prefix = text[starts[-1] if starts else 0:prefix_end]
     accepts = accepted_terminals(prefix)
-    if accepts is None:  # an error earlier: complete within the current statement alone
-        starts = [s for s in statement_starts(prefix) if s < prefix_end]
-        accepts = accepted_terminals(prefix[starts[-1]:]) if starts else None
-        if accepts is None:
-            accepts = frozenset(n for n, w in _terminal_words().items() if w in _statement_words()) | {"NAME"}
+    if accepts is None:  # an error earlier in the statement: offer what starts a statement, and names
+        accepts = frozenset(n for n, w in _terminal_words().items() if w in _statement_words()) | {"NAME"}
     words = _terminal_words()
     items = [lsp.CompletionItem(words[t], kind=lsp.CompletionItemKind.Keyword, detail="keyword",
                                 sort_text="1" + words[t])
@@ -397,17 +406,14 @@ def complete_at(a: Analysis, line: int, character: int) -> list[lsp.CompletionIt
 
 
 def _in_literal(text: str, offset: int) -> bool:
-    """Whether ``offset`` is inside a comment or a string literal."""
+    """Whether ``offset`` is inside a comment or a string literal (neither spans lines)."""
+    first, _ = _line_bounds(text, offset)
     in_string = False
-    for start, ttype, value in HspecLexer().get_tokens_unprocessed(text):
-        if start >= offset:
-            break
-        if ttype in Comment and offset <= start + len(value):
+    for start, ttype, value in HspecLexer().get_tokens_unprocessed(text[first:offset]):
+        if ttype in Comment:
             return True
         if ttype in String and value == '"':
             in_string = not in_string
-        elif ttype in Error and value == "\n":
-            in_string = False
     return in_string
 
 

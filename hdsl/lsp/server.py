@@ -52,7 +52,7 @@ class HdslLanguageServer(LanguageServer):
         return current
 
     def refresh(self, uri: str, text: str) -> Analysis:
-        result = analyse(uri, text)
+        result = analyse(uri, text, previous=self.analyses.get(uri))
         if result.checker_error:
             self.window_log_message(lsp.LogMessageParams(
                 lsp.MessageType.Warning, f"hdsl checker failed on {uri}: {result.checker_error}"))
@@ -82,7 +82,7 @@ async def did_change(ls: HdslLanguageServer, params: lsp.DidChangeTextDocumentPa
     if ls.versions.get(uri) != version:
         return  # a newer change will publish
     text = ls.workspace.get_text_document(uri).source
-    result = await asyncio.to_thread(analyse, uri, text)
+    result = await asyncio.to_thread(analyse, uri, text, True, ls.analyses.get(uri))
     if ls.versions.get(uri) != version:
         return
     ls.analyses[uri] = result
