@@ -107,6 +107,14 @@ def rank_map(attr, shape, gran: Granularity, order: str) -> tuple[torch.Tensor, 
     return r[:, fmap.reshape(-1)].view(n, *fmap.shape), nf
 
 
+def _features_to_mask(chosen: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
+    """``[k, T, F]`` feature selections as element masks ``[k, T, *fmap.shape]``."""
+    k, t, nf = chosen.shape
+    if nf == fmap.numel():  # pixels or channel elements: feature id == element position
+        return chosen.view(k, t, *fmap.shape)
+    return chosen[:, :, fmap.reshape(-1)].view(k, t, *fmap.shape)
+
+
 def step_counts(n_features: int, steps: int) -> torch.Tensor:
     """``floor(j·F/T)`` for j = 0..T."""
     return torch.tensor([(j * n_features) // steps for j in range(steps + 1)])
@@ -146,9 +154,13 @@ def evaluate_masks(model: Model, x: torch.Tensor, y: torch.Tensor, build: MaskBu
         xs = x[sl]
         m = build(sl)
         k = xs.shape[0]
-        xr = xs.unsqueeze(1).expand(k, n_masks, *xs.shape[1:]).reshape(k * n_masks, *xs.shape[1:])
-        mr = m.reshape(k * n_masks, *m.shape[2:])
-        removed = removal(xr, mr)
+        fill_of = getattr(removal, "pointwise_fill", None)
+        fill = fill_of(xs) if fill_of is not None else None
+        if fill is not None:  # a fill that does not depend on the mask: one fused where, no copies of x
+            removed = torch.where(m, fill.unsqueeze(1), xs.unsqueeze(1)).reshape(k * n_masks, *xs.shape[1:])
+        else:
+            xr = xs.unsqueeze(1).expand(k, n_masks, *xs.shape[1:]).reshape(k * n_masks, *xs.shape[1:])
+            removed = removal(xr, m.reshape(k * n_masks, *m.shape[2:]))
         yr = y[sl].repeat_interleave(n_masks)
         out[sl] = model_scores(model, removed, yr, score).view(k, n_masks)
     return out
@@ -311,16 +323,19 @@ def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, sub
     scores = feature_scores(attr, shape, granularity)
     n = shape[0]
     if subsets is None:
-        g = torch.Generator().manual_seed(seed)
         m = min(subset_size, nf)
-        subsets = torch.rand(n, runs, nf, generator=g).argsort(dim=2)[:, :, :m]
+        keys = np.random.default_rng(seed).random((n * runs, nf), dtype=np.float32)
+        part = np.argpartition(keys, m - 1, axis=1)[:, :m] if m < nf else np.tile(np.arange(nf), (n * runs, 1))
+        subsets = torch.from_numpy(part.astype(np.int64)).view(n, runs, m)  # uniform m-subsets without replacement
     subsets = torch.as_tensor(subsets).long()
-    r = subsets.shape[1]
-    chosen = torch.zeros(n, r, nf, dtype=torch.bool)
-    chosen.scatter_(2, subsets, True)
-    att_sums = (scores.unsqueeze(1) * chosen).sum(dim=2)
-    flat = fmap.reshape(-1)
-    build = lambda sl: chosen[sl][:, :, flat].view(chosen[sl].shape[0], r, *fmap.shape)  # noqa: E731
+    r, m = subsets.shape[1], subsets.shape[2]
+    att_sums = scores.gather(1, subsets.reshape(n, -1)).view(n, r, m).sum(dim=2)
+
+    def build(sl: slice) -> torch.Tensor:
+        sub = subsets[sl]
+        chosen = torch.zeros(sub.shape[0], r, nf, dtype=torch.bool)
+        chosen.scatter_(2, sub, True)
+        return _features_to_mask(chosen, fmap)
     s0 = model_scores(model, x, y, score)
     drops = s0.view(-1, 1) - evaluate_masks(model, x, y, build, r, removal, score, chunk)
     return MetricResult("faithfulness_corr", _pearson_rows(att_sums, drops), True,

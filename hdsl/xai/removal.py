@@ -61,6 +61,16 @@ class Constant:
     def name(self) -> str:
         return f"constant({self.value})"
 
+    def pointwise_fill(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The fill of each image when it does not depend on the mask (None for ``mean``)."""
+        if isinstance(self.value, (int, float)):
+            return torch.full_like(images, float(self.value))
+        if self.value == "black":
+            return images.amin(dim=(1, 2, 3), keepdim=True).expand_as(images)
+        if self.value == "zero":
+            return torch.zeros_like(images)
+        return None
+
     def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = _check(images, mask)
         if isinstance(self.value, (int, float)):
