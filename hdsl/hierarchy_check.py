@@ -176,8 +176,8 @@ class HierarchyChecker:
 
     def __init__(self, network: ir.Network, hierarchy: ir.Hierarchy | None, *,
                  methods: Sequence[str] = METHODS, attack: bool = True,
-                 attack_steps: int = 40, attack_restarts: int = 2,
-                 lambda_steps: int = 60, split_timeout: float = 10.0,
+                 attack_steps: int = 25, attack_restarts: int = 2,
+                 lambda_steps: int = 25, split_timeout: float = 10.0,
                  seed: int = 0, max_split_dims: int = 16, graph=None):
         unknown = set(methods) - set(METHODS)
         if unknown:
@@ -194,6 +194,7 @@ class HierarchyChecker:
         self._graph = graph
         self._pwl_net = None
         self._box: tuple[np.ndarray, np.ndarray] | None = None
+        self._bounder = None
         self.n_classes = len(hierarchy.classes) if hierarchy is not None else int(network.num_outputs or 0)
         self.max_split_dims = max_split_dims
         self.notes: set[str] = set()
@@ -377,32 +378,36 @@ class HierarchyChecker:
         _charge(states, time.perf_counter() - t)
 
     def _stage_attack(self, states, x0f, lo, hi, label) -> None:
-        """PGD from coarse to fine; the first confirmed counterexample settles that level and all finer ones."""
+        """PGD on every open level at once; the coarsest confirmed counterexample settles that
+        level and all finer ones."""
         t = time.perf_counter()
-        for i, s in enumerate(states):
-            if s.decided:
-                continue
-            x = pgd_attack(self.graph, x0f, lo, hi, s.classes, steps=self.attack_steps,
-                           restarts=self.attack_restarts, seed=self.seed + i)
-            if x is None:
-                continue
-            ce = self.replay(x, s.classes)
-            if ce is not None:
-                self._decide(states, i, Verdict.FALSIFIED, "attack", margin=ce.margin, ce=ce,
-                             adv=_top_outside(ce.y, s.classes))
-                break
+        open_ = [i for i, s in enumerate(states) if not s.decided]
+        if open_:
+            found = pgd_attack(self.graph, x0f, lo, hi, [states[i].classes for i in open_],
+                               steps=self.attack_steps, restarts=self.attack_restarts, seed=self.seed)
+            for i, x in zip(open_, found):
+                if x is None or states[i].decided:
+                    continue
+                ce = self.replay(x, states[i].classes)
+                if ce is not None:
+                    self._decide(states, i, Verdict.FALSIFIED, "attack", margin=ce.margin, ce=ce,
+                                 adv=_top_outside(ce.y, states[i].classes))
+                    break
         _charge(states, time.perf_counter() - t)
 
     def _stage_bounds(self, states, lo, hi, label) -> None:
         """One CROWN pass over all pair differences, then λ for what stays open."""
-        from hdsl.bounds.disjunction import Unsupported, level_bounds
+        from hdsl.bounds.disjunction import Bounder, SeqNet, Unsupported, level_bounds
 
         t = time.perf_counter()
         open_states = [s for s in states if not s.decided]
         try:
+            key = (lo.tobytes(), hi.tobytes())
+            if self._bounder is None or self._bounder[0] != key:  # levels of one input share the CROWN pass
+                self._bounder = (key, Bounder(SeqNet.of(self.graph), lo, hi))
+            b = self._bounder[1]
             outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
-                                   use_pairs="pairs" in self.methods, use_lambda="lambda" in self.methods,
-                                   lambda_steps=self.lambda_steps)
+                                   use_pairs="pairs" in self.methods, use_lambda=False, bounder=b)
         except Unsupported as exc:
             self.notes.add(f"bounds skipped: {exc}")
             return
@@ -410,6 +415,18 @@ class HierarchyChecker:
         for s, res in sorted(zip(open_states, outcome), key=lambda p: -p[0].level):
             s.open_k = set(res.open_outside)
             if not s.decided and not s.open_k:
+                self._decide(states, states.index(s), Verdict.PROVED, res.stage, margin=res.margin)
+        if "lambda" in self.methods:
+            # coarse to fine: λ for a set S is at least as good as for any S' ⊂ S (more λ, fewer
+            # outside classes), so once a level stays open no finer level can close
+            for s in states:
+                if s.decided:
+                    continue
+                res = level_bounds(self.graph, lo, hi, [(s.classes, s.outside)], use_pairs="pairs" in self.methods,
+                                   use_lambda=True, lambda_steps=self.lambda_steps, bounder=b)[0]
+                s.open_k = set(res.open_outside)
+                if s.open_k:
+                    break
                 self._decide(states, states.index(s), Verdict.PROVED, res.stage, margin=res.margin)
         _charge(states, time.perf_counter() - t)
 
@@ -550,49 +567,52 @@ def _charge(states, dt: float) -> None:
         s.time_s += dt / len(open_)
 
 
-def pgd_attack(graph, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, classes: Sequence[int], *,
-               steps: int = 40, restarts: int = 2, seed: int = 0) -> np.ndarray | None:
-    """Projected gradient descent on ``max_S y - max_K y`` inside ``[lo, hi]``.
+def pgd_attack(graph, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, sets: Sequence[Sequence[int]], *,
+               steps: int = 40, restarts: int = 2, seed: int = 0) -> list[np.ndarray | None]:
+    """Projected gradient descent on ``max_S y - max_K y`` inside ``[lo, hi]``, for several sets at once.
 
-    Returns the best point found when its (torch) margin is <= 0, else None; the
-    caller replays it on the real model.
+    One batch holds ``1 + restarts`` starts per set (the centre, then uniform
+    points). Returns, per set, the best point when its (torch) margin is <= 0,
+    else None; the caller replays it on the real model.
     """
     import torch
 
     n_out = graph.output_size
-    inside = torch.zeros(n_out, dtype=torch.bool)
-    inside[list(classes)] = True
-    if bool(inside.all()):
-        return None
+    m = len(sets)
+    starts = 1 + restarts
+    inside = torch.zeros((m * starts, n_out), dtype=torch.bool)
+    for si, S in enumerate(sets):
+        inside[si * starts:(si + 1) * starts, list(S)] = True
     lo_t = torch.as_tensor(lo, dtype=torch.float32)
     hi_t = torch.as_tensor(hi, dtype=torch.float32)
-    width = (hi_t - lo_t)
-    if float(width.max()) <= 0:
-        return None
+    width = hi_t - lo_t
     gen = torch.Generator().manual_seed(seed)
-    starts = [torch.as_tensor(x0, dtype=torch.float32).clamp(lo_t, hi_t)]
-    starts += [lo_t + torch.rand(lo_t.shape, generator=gen) * width for _ in range(restarts)]
-    x = torch.stack(starts)
+    centre = torch.as_tensor(x0, dtype=torch.float32).clamp(lo_t, hi_t)
+    x = torch.stack([centre if r == 0 else lo_t + torch.rand(lo_t.shape, generator=gen) * width
+                     for _ in range(m) for r in range(starts)])
     shape = graph.input_shape
     step = 2.5 * width / max(steps, 1)
-    best_x, best_m = None, math.inf
+    best_m = torch.full((m,), math.inf)
+    best_x: list[torch.Tensor | None] = [None] * m
     neg = torch.finfo(torch.float32).min
+    full = inside.all(1)
     for it in range(steps + 1):
         x = x.detach().requires_grad_(True)
         y = graph.forward(x.reshape(-1, *shape))
-        m = y.masked_fill(~inside, neg).max(1).values - y.masked_fill(inside, neg).max(1).values
-        mv = m.detach()
-        i = int(mv.argmin())
-        if float(mv[i]) < best_m:
-            best_m, best_x = float(mv[i]), x[i].detach().clone()
-        if best_m <= 0 or it == steps:
+        margin = y.masked_fill(~inside, neg).max(1).values - y.masked_fill(inside | full[:, None], neg).max(1).values
+        margin = torch.where(full, torch.full_like(margin, math.inf), margin)
+        mv = margin.detach().reshape(m, starts)
+        vals, idx = mv.min(1)
+        for si in range(m):
+            if float(vals[si]) < float(best_m[si]):
+                best_m[si] = vals[si]
+                best_x[si] = x[si * starts + int(idx[si])].detach().clone()
+        if bool((best_m <= 0).all()) or it == steps:
             break
-        (g,) = torch.autograd.grad(m.sum(), x)
+        (g,) = torch.autograd.grad(margin[torch.isfinite(margin)].sum(), x)
         x = torch.minimum(torch.maximum(x - step * g.sign(), lo_t), hi_t)
-    if best_x is None or best_m > 0:
-        # corners often carry the violation for tiny / linear models: try the signed corner
-        return None
-    return best_x.numpy().astype(np.float32)
+    return [bx.numpy().astype(np.float32) if bx is not None and float(bm) <= 0 else None
+            for bx, bm in zip(best_x, best_m)]
 
 
 def check_points(checker: HierarchyChecker, xs: np.ndarray, ys: np.ndarray, eps_values: Sequence[float],
@@ -711,3 +731,76 @@ def _label_of(center: ir.DataPoint) -> int:
     if data.y is None:
         raise ValueError(f"data set {center.data.name!r} has no labels")
     return int(data.y[center.index])
+
+
+# --------------------------------------------------------------------------- planner hook
+
+
+_CHECKERS: dict[ir.Network, HierarchyChecker] = {}
+_DONE: dict[tuple, list[tuple[tuple[int, ...], LevelVerdict]]] = {}
+
+
+def solve_hierarchy_query(query: ir.Query, budget=None):
+    """The planner's handler for queries: level queries go through the level driver, the rest
+    (and level queries it leaves open) through ``hdsl.planner.solve_query``.
+
+    Verdicts are remembered per (network, centre, radius), so the levels of one
+    input share work across queries: a proved set proves every superset, a
+    counterexample for a set (replayed again) falsifies every subset.
+    """
+    from hdsl.backends import Budget
+    from hdsl.planner import as_budget, solve_query
+    from hdsl.regions import center_point
+    from hdsl.results import Result
+
+    budget = as_budget(query.options.timeout if budget is None else budget)
+    n = query.network.num_outputs or (len(query.network.classes) if query.network.classes else None)
+    S = None
+    if (query.level is not None and isinstance(query.region, ir.LinfBall) and n
+            and (query.options.backend or "auto") in ("auto", "hierarchy")):
+        S = argmax_set(query.spec, n)
+    if S is None:
+        return solve_query(query, budget)
+    t0 = time.monotonic()
+    region = query.region
+    key = (query.network, region.center, region.eps, region.domain)
+    net = query.network if query.network.input_range == region.domain else _with_range(query.network, region.domain)
+    checker = _CHECKERS.get(net)
+    if checker is None:
+        checker = _CHECKERS[net] = HierarchyChecker(net, None)
+    x0 = center_point(region.center)
+    label = query.label if query.label is not None else _label_of(region.center)
+    checker._box = checker.real_ball(x0, region.eps)
+    done = _DONE.setdefault(key, [])
+    for S2, lv in done:
+        if lv.verdict is Verdict.PROVED and set(S2) <= set(S):
+            return Result(query.id, Verdict.PROVED, "hierarchy", lv.stage, None, None, time.monotonic() - t0,
+                          f"implied by the proof for the smaller set {list(S2)}")
+        if lv.verdict is Verdict.FALSIFIED and set(S2) >= set(S) and lv.counterexample is not None:
+            ce = checker.replay(np.asarray(lv.counterexample.x), S)
+            if ce is not None:
+                return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
+                              time.monotonic() - t0, f"the counterexample for the larger set {list(S2)} leaves this one"
+                              f" (adversarial class {_top_outside(ce.y, S)})")
+    share = budget.left() * 0.7 if math.isfinite(budget.left()) else None
+    deadline = None if share is None else time.monotonic() + share
+    pr = checker.check_point(x0, int(label), float(region.eps), index=region.center.index, deadline=deadline,
+                             sets=[(query.level, S, f"level {query.level}")])
+    lv = next(v for v in pr.levels if v.classes == tuple(S))
+    done.append((tuple(S), lv))
+    if lv.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
+        msg = ""
+        if lv.verdict is Verdict.FALSIFIED:
+            msg = f"adversarial class {lv.adversarial_class}, severity {lv.severity} (LCA depth)"
+        margin = lv.counterexample.margin if lv.counterexample is not None else lv.margin
+        return Result(query.id, lv.verdict, "hierarchy", lv.stage, margin, lv.counterexample,
+                      time.monotonic() - t0, msg)
+    rest = solve_query(query, Budget(budget.deadline))
+    if rest.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
+        done.append((tuple(S), LevelVerdict(query.level, "", tuple(S), rest.verdict, rest.stage,
+                                            counterexample=rest.counterexample)))
+    from dataclasses import replace
+
+    return replace(rest, time_s=time.monotonic() - t0,
+                   message=(rest.message + "; " if rest.message else "") + "level driver: open after "
+                   + ", ".join(checker.methods))

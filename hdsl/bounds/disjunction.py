@@ -120,7 +120,7 @@ def _fan_in(node) -> int:
 class Bounder:
     """CROWN on one box, with the state needed to bound many spec rows cheaply."""
 
-    def __init__(self, net: SeqNet, lo: np.ndarray, hi: np.ndarray, chunk: int = 1024):
+    def __init__(self, net: SeqNet, lo: np.ndarray, hi: np.ndarray, chunk: int = 2048):
         self.net = net
         self.chunk = chunk
         shape = net.input_shape
@@ -131,6 +131,7 @@ class Bounder:
         for node in net.nodes:
             node.params["_in_shape"] = tuple(s)
             s = tuple(node.shape)
+        self._pair_lb: torch.Tensor | None = None
         self.pre: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # relu index -> (l, u) of its input
         self.ibp: list[tuple[torch.Tensor, torch.Tensor]] = []  # bounds of each node's output
         self.delta: dict[int, torch.Tensor] = {}  # float32 rounding bound of each affine node's output
@@ -303,7 +304,7 @@ def pair_matrix(n: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 
 def level_bounds(graph, lo, hi, sets: Sequence[tuple[Sequence[int], Sequence[int]]], *, use_pairs: bool = True,
-                 use_lambda: bool = True, lambda_steps: int = 60, optimize_alpha: bool = True,
+                 use_lambda: bool = True, lambda_steps: int = 25, optimize_alpha: bool = True,
                  stop_when_proved: bool = True, bounder: Bounder | None = None) -> list[LevelBound]:
     """Decide ``argmax in S`` for several ``(S, outside)`` over one box with one CROWN pass.
 
@@ -313,8 +314,10 @@ def level_bounds(graph, lo, hi, sets: Sequence[tuple[Sequence[int], Sequence[int
     n = int(np.prod(b.net.nodes[-1].shape))
     err = b.out_err
     C, pairs = pair_matrix(n)
-    with torch.no_grad():
-        lb = b.lower(torch.as_tensor(C))
+    lb = getattr(b, "_pair_lb", None)
+    if lb is None:  # one pass over all pair differences serves every set on this box
+        with torch.no_grad():
+            lb = b._pair_lb = b.lower(torch.as_tensor(C))
     row = {p: r for r, p in enumerate(pairs)}
     # certified value of each pair row after the float32 slack
     slack = torch.tensor([float(err[j] + err[k]) for j, k in pairs], dtype=DTYPE)
@@ -394,6 +397,8 @@ def optimise_lambda(b: Bounder, todo, n: int, steps: int, optimize_alpha: bool,
     step = torch.full((P, 1), 0.5, dtype=DTYPE)
     astep = torch.full((P, 1), 0.25, dtype=DTYPE)
     lam = lam.clone().requires_grad_(True)
+    history: list[float] = []
+    patience = 6
     for it in range(max(1, steps)):
         val = b.lower(rows(lam), alpha) - slack(lam)
         params = [lam] + (list(alpha.values()) if alpha else [])
@@ -413,7 +418,9 @@ def optimise_lambda(b: Bounder, todo, n: int, steps: int, optimize_alpha: bool,
                     ga = ga if ga is not None else torch.zeros_like(a)
                     alpha_best[i] = torch.where(better[:, None], a.detach(), alpha_best[i])
                     ga_best[i] = torch.where(better[:, None], ga, ga_best[i])
-        if (stop_when_proved and bool((best > 0).all())) or it == steps - 1:
+        history.append(float(best.clamp(max=0).sum()) if stop_when_proved else float(best.sum()))
+        stalled = len(history) > patience and history[-1] <= history[-1 - patience] + 1e-9
+        if (stop_when_proved and bool((best > 0).all())) or it == steps - 1 or stalled:
             break
         with torch.no_grad():
             gn = g_best.norm(dim=1, keepdim=True).clamp(min=1e-12)
