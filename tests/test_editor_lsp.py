@@ -169,6 +169,8 @@ def test_definition_in_an_imported_file(tmp_path):
     a = analyse((tmp_path / "main.hspec").as_uri(), text)
     (loc,) = definition_at(a, *_pos(text, "eps"))
     assert loc.uri == lib.resolve().as_uri() and (loc.range.start.line, loc.range.start.character) == (1, 6)
+    (loc,) = definition_at(a, *_pos(text, "lib.hspec", 0, 2))  # on the import's path: the file itself
+    assert loc.uri == lib.resolve().as_uri() and loc.range.start == lsp.Position(0, 0)
 
 
 def _labels(items):
@@ -198,9 +200,11 @@ def test_completion_names_fit_the_context(spec_file):
     a3 = analyse(spec_file.as_uri(), text3)
     items = _labels(complete_at(a3, len(text3.split("\n")) - 1, len("property q = argmax y in {")))
     assert {"cat", "dog", "animal", "eps", "d", "linf", "ancestor", "argmax", "forall", "not"} <= items
-    text4 = SPEC + "model m = "
-    a4 = analyse(spec_file.as_uri(), text4)
-    assert _labels(complete_at(a4, len(text4.split("\n")) - 1, len("model m = "))) == {"onnx"}
+    for tail, expected in [("model m = ", {"onnx"}), ("hierarchy g over c3 = ", {"json", "newick", "nbdt"}),
+                           ("data e = ", {"npz", "npy", "csv"}), ("check p backend ", {"auto", "bounds", "z3", "attack"})]:
+        text4 = SPEC + tail
+        a4 = analyse(spec_file.as_uri(), text4)
+        assert expected <= _labels(complete_at(a4, len(text4.split("\n")) - 1, len(tail))), tail
 
 
 def test_completion_survives_a_syntax_error_and_skips_comments_and_strings(spec_file):

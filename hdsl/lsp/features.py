@@ -89,6 +89,16 @@ def _builtins() -> tuple[str, ...]:
     return tuple(BUILTINS)
 
 
+def _backends() -> tuple[str, ...]:
+    """The names ``check ... backend NAME`` takes (the checker's list, registered backends included)."""
+    try:
+        from hdsl.check import backend_names
+
+        return tuple(backend_names())
+    except Exception:  # noqa: BLE001 - the checker's API may move; never break completion
+        return ("auto",)
+
+
 def _formats() -> dict[str, tuple[str, ...]]:
     from hdsl.check import DATA_FORMATS, HIERARCHY_FORMATS, MODEL_FORMATS
 
@@ -322,8 +332,15 @@ def _binding_forall(a: Analysis, ident: ast.Ident) -> ast.Forall | None:
 
 def definition_at(a: Analysis, line: int, character: int) -> list[lsp.Location]:
     """Where the name under the cursor is declared: a binder, a declaration (maybe in an imported
-    file), a class in its ``classes`` list, or a node of an inline hierarchy."""
+    file), a class in its ``classes`` list, or a node of an inline hierarchy; on an import's path,
+    the imported file."""
     offset = offset_at(a.source, line, character)
+    for stmt in a.statements:
+        span = stmt.path.span if isinstance(stmt, ast.Import) else None
+        if span is not None and span.start <= offset <= span.end:
+            target = Path(a.source.path).parent / stmt.path.value
+            start = lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0))
+            return [lsp.Location(path_to_uri(str(target)), start)] if target.is_file() else []
     hit = word_at(a.source, offset)
     if hit is None or hit[3] != "name":
         return []
@@ -430,11 +447,13 @@ def _name_items(a: Analysis, prefix: str, offset: int) -> list[lsp.CompletionIte
     # A name being declared: nothing to offer.
     if previous in ("const", "classes", "hierarchy", "model", "data", "property", "explainer", "alignment"):
         return items
-    # A file format after ``model/data/hierarchy NAME =``.
-    if previous == "=" and len(context) >= 3 and context[-3] in _formats() and \
-            not (context[-3] == "model" and len(context) >= 4 and context[-4] == "causal"):
-        return [lsp.CompletionItem(f, kind=lsp.CompletionItemKind.EnumMember, detail=f"{context[-3]} format",
-                                   sort_text="0" + f) for f in _formats()[context[-3]]]
+    # A file format after ``model/data/hierarchy NAME [over C] =`` (the context is this statement alone).
+    if previous == "=" and context and context[0] in _formats() and context.count("=") == 1:
+        return [lsp.CompletionItem(f, kind=lsp.CompletionItemKind.EnumMember, detail=f"{context[0]} format",
+                                   sort_text="0" + f) for f in _formats()[context[0]]]
+    if previous == "backend":
+        return [lsp.CompletionItem(b, kind=lsp.CompletionItemKind.EnumMember, detail="backend", sort_text="0" + b)
+                for b in _backends()]
     wanted = _NAME_CONTEXT.get(previous)
     if previous == "," and "check" in context:
         last_kw = max((i for i, w in enumerate(context) if w in _statement_words()), default=-1)
