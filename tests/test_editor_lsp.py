@@ -272,3 +272,16 @@ def test_word_at_ignores_strings_and_comments():
     assert word_at(src, 5)[2:] == ("d", "name")
     assert word_at(src, 6)[2:] == ("d", "name")  # just after the word
     assert word_at(src, 0)[2:] == ("data", "keyword")
+
+
+def test_a_checker_crash_falls_back_to_syntax_diagnostics(monkeypatch):
+    import hdsl.check
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("checker bug")
+
+    monkeypatch.setattr(hdsl.check, "check_source", boom)
+    good = analyse("file:///x/y.hspec", "classes c = a b\n")
+    assert good.checker_error == "RuntimeError: checker bug" and good.diagnostics == () and "c" in good.decls
+    bad = analyse("file:///x/y.hspec", "classes c = a b\nconst k = \n")
+    assert [d.code for d in bad.diagnostics] == ["E103"] and "c" in bad.decls
