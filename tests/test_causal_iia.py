@@ -159,3 +159,18 @@ def test_exhaustive_budget_is_a_diagnostic(heq):
         measure_iia(graph, m, _align("right", m, task.right), [("WX",), ("YZ",)], max_pairs=10_000_000)
     d = err.value.diagnostics[0]
     assert d.code == "C304" and "sample" in d.hint
+
+
+def test_class_dedup_is_exact(heq):
+    """Tuples with bit-identical downstream activations are evaluated once; counts must not change."""
+    task, graph, _ = heq
+    m = task.model
+    for entries in (task.wrong, (("WX", 0, 4),)):
+        al = _align("a", m, entries)
+        fast = measure_iia(graph, m, al, [("WX",)], samples=20000, seed=5, dedup=True)
+        slow = measure_iia(graph, m, al, [("WX",)], samples=20000, seed=5, dedup=False)
+        assert (fast.hits, fast.effective, fast.effective_hits) == (slow.hits, slow.effective, slow.effective_hits)
+    al = _align("r", m, task.right)
+    ic = Interchanger(graph, al, encode_inputs(m, al, m.enumerate_inputs()))
+    base_cls, (src_cls,), table = ic.outcome_table((("WX",),), limit=10 ** 6)
+    assert table.shape == (36, 36)  # (Y, Z) classes of the base x (W, X) classes of the source

@@ -95,14 +95,15 @@ def _check_groups(model: CausalModel, alignment: Alignment, groups) -> tuple[tup
 def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: dict | None = None,
                 samples: int | None = None, seed: int = 0, max_pairs: int = DEFAULT_MAX_PAIRS,
                 batch_size: int = 16384, interchanger: Interchanger | None = None,
-                deadline: float | None = None) -> IIACounts:
+                deadline: float | None = None, dedup: bool = True) -> IIACounts:
     """IIA of ``alignment`` for the intervention ``groups`` over the input set (all settings by default).
 
     ``samples=None`` enumerates every (base, source_1, ..., source_k) tuple of the input set;
     otherwise ``samples`` tuples are drawn uniformly with ``seed``. Past ``deadline``
     (``time.monotonic()``), an exhaustive run stops with a diagnostic; a sampled run keeps the
     tuples drawn so far (the stopping time does not depend on the outcomes, so they remain a
-    uniform sample) and says so in ``IIACounts.truncated``.
+    uniform sample) and says so in ``IIACounts.truncated``. With ``dedup``, tuples whose
+    downstream activations are bit-identical are evaluated once (``Interchanger.outcome_table``).
     """
     import numpy as np
     import torch
@@ -127,13 +128,17 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
     count = total if samples is None else int(samples)
     hits = eff = eff_hits = 0
     done = 0
-    for start in range(0, count, batch_size):
+    lookup = ic.outcome_table(groups, limit=max(1, count // 4)) if dedup else None
+    if lookup is not None:
+        base_cls, src_cls, table_pred = (lookup[0].numpy(), [c.numpy() for c in lookup[1]], lookup[2].numpy())
+    step = batch_size if lookup is None else max(batch_size, 1 << 18)  # table lookups: bigger chunks pay
+    for start in range(0, count, step):
         if deadline is not None and time.monotonic() > deadline:
             if samples is None:
                 raise HdslError.single("C305", f"timed out after {start:,} of {count:,} exhaustive tuples",
                                        alignment.span, "raise the timeout, or sample (`samples N`)")
             break
-        m = min(batch_size, count - start)
+        m = min(step, count - start)
         if samples is None:
             ks = np.arange(start, start + m, dtype=np.int64)
             cols = []
@@ -146,8 +151,11 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
         base_in = {v.name: inputs[v.name][b] for v in model.inputs}
         interventions = {var: table[var][s] for grp, s in zip(groups, srcs) for var in grp}
         y_star = model.label(model.run(base_in, interventions))
-        sources = {var: torch.from_numpy(s) for grp, s in zip(groups, srcs) for var in grp}
-        pred = ic.predict(torch.from_numpy(b), sources).numpy()
+        if lookup is not None:
+            pred = table_pred[(base_cls[b],) + tuple(c[s] for c, s in zip(src_cls, srcs))]
+        else:
+            sources = {var: torch.from_numpy(s) for grp, s in zip(groups, srcs) for var in grp}
+            pred = ic.predict(torch.from_numpy(b), sources).numpy()
         ok = pred == y_star
         changed = y_star != labels[b]
         hits += int(ok.sum())

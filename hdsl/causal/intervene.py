@@ -172,6 +172,67 @@ class Interchanger:
         out, _ = forward(self.net, self.x[base_idx], patch=patch)
         return out.reshape(out.shape[0], -1)
 
+    def outcome_table(self, groups, limit: int):
+        """Predictions for every class of equivalent (base, sources) tuples, or None when it would not pay.
+
+        Two bases are equivalent when they agree exactly on everything the downstream part reads
+        except the spliced units; two sources of a group when their spliced units are equal. Neuron
+        splices copy values, so every tuple of a class reaches the downstream part with bit-identical
+        activations and one forward pass per class is exact. (Rotated sites are not deduplicated:
+        their splice is a float computation on the whole base vector.)
+        Returns ``(base_class [n], [source_class [n] per group], table [nb, ns_1, ...])``.
+        """
+        import math
+
+        import torch
+
+        if self.suffix is None or not self.suffix.reaches_output:
+            return None
+        n = len(self.x)
+        sites = [[self._sites[v] for v in grp if v in self._sites] for grp in groups]
+        if any(st.rows is not None for grp in sites for st in grp):
+            return None
+        keys = []
+        for name in self.suffix.cached:
+            v = self.cache[name].reshape(n, -1)
+            aligned = [st.site for grp in sites for st in grp if st.site.node == name]
+            if aligned:
+                v = v.clone()
+                for site in aligned:
+                    v[:, site.start:site.stop] = 0  # overwritten by the sources: not part of the base's class
+            keys.append(v)
+        _, base_cls = torch.unique(torch.cat(keys, 1), dim=0, return_inverse=True)
+        src_cls = []
+        for grp in sites:
+            if not grp:
+                src_cls.append(torch.zeros(n, dtype=torch.long))
+                continue
+            key = torch.cat([self._slice(st.site) for st in grp], 1)
+            src_cls.append(torch.unique(key, dim=0, return_inverse=True)[1])
+        sizes = [int(base_cls.max()) + 1] + [int(c.max()) + 1 for c in src_cls]
+        total = math.prod(sizes)
+        if total > limit:
+            return None
+
+        def reps(cls, m):
+            r = torch.empty(m, dtype=torch.long)
+            r.scatter_(0, cls, torch.arange(n))
+            return r
+
+        rep_b = reps(base_cls, sizes[0])
+        rep_s = [reps(c, m) for c, m in zip(src_cls, sizes[1:])]
+        table = torch.empty(total, dtype=torch.long)
+        for start in range(0, total, self.batch_size):
+            ks = torch.arange(start, min(start + self.batch_size, total))
+            cols, rest = [], ks
+            for m in reversed(sizes):
+                cols.append(rest % m)
+                rest = rest // m
+            cols.reverse()
+            sources = {v: rep_s[g][cols[g + 1]] for g, grp in enumerate(groups) for v in grp}
+            table[ks] = self.predict(rep_b[cols[0]], sources)
+        return base_cls, src_cls, table.reshape(sizes)
+
     def predict(self, base_idx, sources: dict[str, object], full: bool = False):
         import torch
 
