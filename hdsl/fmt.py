@@ -50,12 +50,17 @@ def _wrap(e, need: int) -> str:
     return f"({text})" if _prec(e) < need else text
 
 
+def _sum(e) -> str:
+    """An expression in a slot the grammar limits to arithmetic (``sum``)."""
+    return _wrap(e, _SUM)
+
+
 def _string(s: ast.String) -> str:
     return '"' + s.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _slice(s: ast.Slice) -> str:
-    return (expr(s.start) if s.start is not None else "") + ":" + (expr(s.stop) if s.stop is not None else "")
+    return (_sum(s.start) if s.start is not None else "") + ":" + (_sum(s.stop) if s.stop is not None else "")
 
 
 def expr(e) -> str:
@@ -79,7 +84,7 @@ def expr(e) -> str:
     if isinstance(e, ast.Call):
         return _wrap(e.func, _POSTFIX) + "(" + ", ".join(expr(a) for a in e.args) + ")"
     if isinstance(e, ast.Index):
-        inner = _slice(e.index) if isinstance(e.index, ast.Slice) else expr(e.index)
+        inner = _slice(e.index) if isinstance(e.index, ast.Slice) else _sum(e.index)
         return _wrap(e.target, _POSTFIX) + "[" + inner + "]"
     if isinstance(e, ast.Neg):
         return "-" + _wrap(e.operand, _UNARY)
@@ -141,17 +146,27 @@ class _Printer:
     # ---- statements
 
     def module(self, module: ast.Module) -> str:
-        prev_end = None
+        last = None  # source offset where the previous top-level line ended
         for stmt in module.statements:
-            if prev_end is not None:
-                first = min([stmt.span.start] + [o for o, _ in self.comments if o >= prev_end][:1])
-                if self.text[prev_end:first].count("\n") >= 2:
-                    self.lines.append("")
-            self._before(stmt.span.start, "")
+            while self.comments and self.comments[0][0] < stmt.span.start:
+                off, text = self.comments.pop(0)
+                self._blank(last, off)
+                self.lines.append(text)
+                last = off + len(text)
+            self._blank(last, stmt.span.start)
             self.statement(stmt)
-            prev_end = stmt.span.end
-        self._before(len(self.text) + 1, "")
+            last = stmt.span.end
+        for off, text in self.comments:
+            self._blank(last, off)
+            self.lines.append(text)
+            last = off + len(text)
+        self.comments = []
         return "\n".join(self.lines).rstrip("\n") + "\n" if self.lines else ""
+
+    def _blank(self, last: int | None, start: int) -> None:
+        """Keep (at most) one blank line where the source had one or more."""
+        if last is not None and self.text.count("\n", last, start) >= 2 and self.lines and self.lines[-1]:
+            self.lines.append("")
 
     def _simple(self, stmt, text: str) -> None:
         """A statement without blocks: inner comments move above it."""
@@ -209,13 +224,13 @@ class _Printer:
     def _selection(sel: ast.Selection) -> str:
         if sel.kind == "slice":
             return "[" + _slice(sel.value) + "]"
-        return f"{sel.kind} {expr(sel.value)}"
+        return f"{sel.kind} {_sum(sel.value)}"
 
     @staticmethod
     def _check_option(o: ast.CheckOption) -> str:
         if o.key == "backend":
             return f"backend {o.value.name}"
-        return f"timeout {o.value.value if isinstance(o.value, ast.String) else expr(o.value)}"
+        return f"timeout {o.value.value if isinstance(o.value, ast.String) else _sum(o.value)}"
 
     def block(self, s, head: str, has_block: bool, items, render, tail: str) -> None:
         if not has_block:
@@ -239,24 +254,24 @@ class _Printer:
     @staticmethod
     def model_item(it) -> str:
         if isinstance(it, ast.ModelInput):
-            return f"input {expr(it.shape)}" + (f" in {expr(it.range)}" if it.range is not None else "")
+            return f"input {_sum(it.shape)}" + (f" in {_sum(it.range)}" if it.range is not None else "")
         if isinstance(it, ast.ModelNormalize):
-            return f"normalize mean {expr(it.mean)} std {expr(it.std)}"
-        return f"outputs {expr(it.value)}"
+            return f"normalize mean {_sum(it.mean)} std {_sum(it.std)}"
+        return f"outputs {_sum(it.value)}"
 
     @staticmethod
     def data_item(it: ast.DataOption) -> str:
         if it.key == "layout":
             a, b = it.value.value.split("->")
             return f"layout {a} -> {b}"
-        value = _string(it.value) if isinstance(it.value, ast.String) else expr(it.value)
+        value = _string(it.value) if isinstance(it.value, ast.String) else _sum(it.value)
         return f"{it.key} {value}"
 
     @staticmethod
     def causal_item(it) -> str:
         if isinstance(it, ast.CausalInput):
             names = ", ".join(n.name for n in it.names)
-            return f"input {names}" + (f" in {expr(it.domain)}" if it.domain is not None else "")
+            return f"input {names}" + (f" in {_sum(it.domain)}" if it.domain is not None else "")
         return f"{it.name.name} = {expr(it.value)}"
 
     @staticmethod
@@ -314,7 +329,7 @@ class _Printer:
     def property(self, p: ast.PropertyDecl) -> None:
         stats = ""
         if p.stats:
-            stats = " with " + " ".join(f"{o.key} {expr(o.value)}" for o in p.stats)
+            stats = " with " + " ".join(f"{o.key} {_sum(o.value)}" for o in p.stats)
         self._before(p.span.end, "")
         body = p.body
         if not isinstance(body, ast.Forall):
@@ -323,10 +338,41 @@ class _Printer:
         self.lines.append(f"property {p.name.name} =")
         indent = INDENT
         while isinstance(body, ast.Forall):
-            self.lines.append(f"{indent}forall {_binder(body.binders)} in {_wrap(body.domain, _SUM)}:")
+            self.lines.append(_forall_line(body, indent))
             indent += INDENT
             body = body.body
-        self.lines.append(indent + expr(body) + stats + self._trailing(p.span.end))
+        self.lines.append(_long(body, indent) + stats + self._trailing(p.span.end))
+
+
+def _forall_line(f: ast.Forall, indent: str) -> str:
+    """``forall x in DOMAIN:``; a long call such as ``box(lo, hi)`` gets one argument per line."""
+    head = f"{indent}forall {_binder(f.binders)} in "
+    line = head + _wrap(f.domain, _SUM) + ":"
+    dom = f.domain
+    if len(line) <= WIDTH or not (isinstance(dom, ast.Call) and isinstance(dom.func, ast.Name) and len(dom.args) > 1):
+        return line
+    open_ = head + dom.func.id + "("
+    pad = " " * len(open_)
+    args = [expr(a) for a in dom.args]
+    return "\n".join([open_ + args[0] + ","] + [pad + a + "," for a in args[1:-1]] + [pad + args[-1] + "):"])
+
+
+def _chain(e, op: str) -> list:
+    """The operands of a left-nested chain ``a op b op c`` (``and``/``or``)."""
+    if isinstance(e, ast.BinOp) and e.op == op:
+        return _chain(e.left, op) + [e.right]
+    return [e]
+
+
+def _long(e, indent: str) -> str:
+    """A condition on one line, or, when too long, one ``and``/``or`` operand per line."""
+    text = indent + expr(e)
+    if len(text) <= WIDTH or not (isinstance(e, ast.BinOp) and e.op in ("and", "or")):
+        return text
+    p = _BINOP[e.op]
+    parts = _chain(e, e.op)
+    first = indent + _wrap(parts[0], p)
+    return "\n".join([first] + [f"{indent}{INDENT}{e.op} {_wrap(x, p + 1)}" for x in parts[1:]])
 
 
 def format_source(source: SourceFile) -> str:

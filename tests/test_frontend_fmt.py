@@ -90,6 +90,9 @@ STATEMENT = st.one_of(
     st.just('model m = onnx "m.onnx" { input [1, 2] in [0, 1] normalize mean [0.5] std [0.25] outputs k }'),
     st.just('data d = csv "d.csv" { label column 0 scale 1/255 layout hwc -> chw shape [3, 2, 2] } [1:] take 3'),
     st.just('check a_p, b_p timeout 60s backend auto'),
+    st.tuples(EXPR, EXPR, EXPR).map(lambda t: f'model m = onnx "m.onnx" {{ input ({t[0]}) in ({t[1]}) outputs ({t[2]}) }}'),
+    st.tuples(EXPR, EXPR, EXPR).map(lambda t: f'data d = npz "d.npz" {{ scale ({t[0]}) }} [({t[1]}):] take ({t[2]})'),
+    st.tuples(EXPR, EXPR).map(lambda t: f"check a_p timeout ({t[0]})  property s_p = a with confidence ({t[1]})"),
     st.just('causal model cm { input u, v in [0, 1] w = u + v }'),
     st.just('alignment al of cm to m { w -> layer "fc"[0:2] }'),
 )
