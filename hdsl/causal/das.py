@@ -74,6 +74,20 @@ def _pairs(n: int, count: int, rng):
 def learn_rotation(net, model: CausalModel, variable: str, node: str, k: int, inputs: dict | None = None,
                    train_pairs: int = 20000, test_pairs: int = 20000, steps: int = 1500, batch: int = 512,
                    lr: float = 1e-2, seed: int = 0, encodings=()) -> DASResult:
+    """Train on ``train_pairs`` pairs, report IIA on ``test_pairs`` disjoint pairs (one thread: tiny matrices)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _learn(net, model, variable, node, k, inputs, train_pairs, test_pairs, steps, batch, lr, seed,
+                      encodings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learn(net, model, variable, node, k, inputs, train_pairs, test_pairs, steps, batch, lr, seed,
+           encodings) -> DASResult:
     import numpy as np
     import torch
     from torch import nn
