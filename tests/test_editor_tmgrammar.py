@@ -63,7 +63,7 @@ def _npx() -> str | None:
         return None
     try:
         probe = subprocess.run([npx, "--yes", "-p", TOOL, "vscode-tmgrammar-test", "--version"], cwd=EXT,
-                               capture_output=True, text=True, timeout=180, env=_env())
+                               capture_output=True, text=True, timeout=90, env=_env())
     except (OSError, subprocess.TimeoutExpired):
         return None
     return npx if probe.returncode == 0 else None
