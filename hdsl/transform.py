@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 from lark import Token, Transformer
 
@@ -18,6 +19,12 @@ from hdsl import ast
 from hdsl.source import SourceFile, Span
 
 _ESCAPE = re.compile(r"\\(.)")
+
+
+@lru_cache(maxsize=4096)
+def _fraction(text: str) -> Fraction:
+    """Exact value of a number literal (cached: parsing a Fraction from text is slow, literals repeat)."""
+    return Fraction(text)
 
 
 def unquote(text: str) -> str:
@@ -286,7 +293,7 @@ class ToAst(Transformer):
 
     def number(self, c):
         text = str(c[0])
-        return ast.Number(Fraction(text), text, self._sp(c))
+        return ast.Number(_fraction(text), text, self._sp(c))
 
     def name(self, c):
         return ast.Name(str(c[0]), self._sp(c))
