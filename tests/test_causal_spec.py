@@ -244,3 +244,19 @@ def test_multi_source_exhaustive_on_the_circuit():
     # aligning an input to its own one-hot features of the input node works too
     inp = Alignment("i", m.name, "net", (("a", Site("x", 0, 2)),))
     assert measure_iia(graph, m, inp, [("a",)]).iia == 1
+
+
+def test_scored_tuples_are_replayed_on_onnxruntime(monkeypatch):
+    spec = check_file(ROOT / "specs" / "causal_rotation.hspec")
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    neurons, rotated = _items(spec)
+    r = run_item(neurons)
+    assert r.status is Status.FAIL and "onnxruntime agrees on 128/128" in dict(r.details)["replay"]
+    assert run_item(rotated).status is Status.PASS
+    # if the real model disagreed with hdsl's executor, the estimate would not be trusted
+    import hdsl.causal.replay as replay
+
+    real = replay.replay_tuples
+    monkeypatch.setattr(replay, "replay_tuples", lambda *a: 1 - real(*a))
+    r2 = run_item(neurons)
+    assert r2.status is Status.INCONCLUSIVE and "disagree" in r2.message

@@ -83,7 +83,41 @@ def _run(item: IIA, t0: float, deadline: float | None) -> MeasurementResult:
     counts = measure_iia(graph, item.model, alignment, item.groups, inputs, item.samples, item.seed,
                          deadline=deadline)
     res = decide(item.id, counts, item.threshold, item.comparison, item.confidence, item.metric)
-    return res
+    return _with_replay(res, item, alignment, inputs, counts)
+
+
+def _with_replay(res: MeasurementResult, item: IIA, alignment, inputs, counts) -> MeasurementResult:
+    """Re-run up to 64 failing and 64 label-changing successful tuples on onnxruntime (the real model)."""
+    import dataclasses
+
+    import numpy as np
+
+    from hdsl.causal.alignment import encode_inputs
+    from hdsl.causal.replay import replay_tuples
+
+    tuples = counts.failures + counts.successes
+    if not tuples or not alignment.sites:
+        return res
+    if item.network.mean is not None:
+        note = "not replayed on onnxruntime (input normalisation is declared on the model)"
+        return dataclasses.replace(res, details=res.details + (("replay", note),))
+    inputs = inputs if inputs is not None else item.model.enumerate_inputs()
+    x = encode_inputs(item.model, alignment, inputs)
+    try:
+        ort_pred = replay_tuples(item.network.path, alignment, x, item.groups, [t[:-1] for t in tuples])
+    except Exception as err:  # noqa: BLE001 - a model the extractor cannot cut: say so, keep the result
+        note = f"not replayed on onnxruntime ({type(err).__name__}: {err})"
+        return dataclasses.replace(res, details=res.details + (("replay", note),))
+    ours = np.asarray([t[-1] for t in tuples])
+    agree = int((ort_pred == ours).sum())
+    note = (f"onnxruntime agrees on {agree}/{len(tuples)} replayed tuples ({len(counts.failures)} failing, "
+            f"{len(counts.successes)} label-changing successes)")
+    details = res.details + (("replay", note),)
+    if agree == len(tuples):
+        return dataclasses.replace(res, details=details)
+    return dataclasses.replace(res, status=Status.INCONCLUSIVE, details=details,
+                               message=res.message + f"; {note}: hdsl's executor and onnxruntime disagree "
+                                                     "(a near-tie?), so the estimate is not trusted")
 
 
 def _formal(item: IIA, graph, alignment, inputs, t0: float, deadline: float | None) -> MeasurementResult:

@@ -16,7 +16,7 @@ A plain IIA of 0.72 means nothing if the null baseline is 0.72.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from hdsl.causal.alignment import Alignment, check_disjoint, encode_inputs
@@ -41,6 +41,9 @@ class IIACounts:
     task_total: int
     time_s: float = 0.0
     truncated: bool = False  # a sampled run stopped early by its deadline
+    # a few scored tuples for replay on the real model: (base, source_1.., prediction), failures first
+    failures: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
+    successes: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def iia(self) -> Fraction:
@@ -95,7 +98,7 @@ def _check_groups(model: CausalModel, alignment: Alignment, groups) -> tuple[tup
 def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: dict | None = None,
                 samples: int | None = None, seed: int = 0, max_pairs: int = DEFAULT_MAX_PAIRS,
                 batch_size: int = 16384, interchanger: Interchanger | None = None,
-                deadline: float | None = None, dedup: bool = True) -> IIACounts:
+                deadline: float | None = None, dedup: bool = True, keep: int = 64) -> IIACounts:
     """IIA of ``alignment`` for the intervention ``groups`` over the input set (all settings by default).
 
     ``samples=None`` enumerates every (base, source_1, ..., source_k) tuple of the input set;
@@ -128,6 +131,8 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
     count = total if samples is None else int(samples)
     hits = eff = eff_hits = 0
     done = 0
+    failures: list[tuple[int, ...]] = []
+    successes: list[tuple[int, ...]] = []
     lookup = ic.outcome_table(groups, limit=max(1, count // 4)) if dedup else None
     if lookup is not None:
         base_cls, src_cls, table_pred = (lookup[0].numpy(), [c.numpy() for c in lookup[1]], lookup[2].numpy())
@@ -158,12 +163,17 @@ def measure_iia(net, model: CausalModel, alignment: Alignment, groups, inputs: d
             pred = ic.predict(torch.from_numpy(b), sources).numpy()
         ok = pred == y_star
         changed = y_star != labels[b]
+        for bucket, mask in ((failures, ~ok), (successes, ok & changed)):
+            if len(bucket) < keep:
+                idx = np.flatnonzero(mask)[: keep - len(bucket)]
+                bucket.extend(tuple(int(c[i]) for c in [b, *srcs]) + (int(pred[i]),) for i in idx)
         hits += int(ok.sum())
         eff += int(changed.sum())
         eff_hits += int((ok & changed).sum())
         done += m
     return IIACounts(groups, "exhaustive" if samples is None else "sampled", done, hits, eff, eff_hits,
-                     task_correct, n, time.perf_counter() - t0, truncated=done < count)
+                     task_correct, n, time.perf_counter() - t0, truncated=done < count,
+                     failures=tuple(failures), successes=tuple(successes))
 
 
 def decide(item_id: str, counts: IIACounts, threshold: float | None, comparison: str = ">=",
