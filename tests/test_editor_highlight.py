@@ -122,3 +122,22 @@ def test_highlighted_excerpt_keeps_the_plain_layout():
     assert underlined == marked  # the theme underlines nothing else (declared names, say)
     assert [text.plain[s.start:s.end] for s in marked] == ["="]
     assert text.plain[marked[0].start:].startswith("= 3")
+
+
+def test_cli_highlights_diagnostics_only_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from hdsl.cli import print_diagnostics
+
+    src = SourceFile("x.hspec", 'const k = "é" + 1 = 2\n')
+    start = src.text.index("= 2")
+    d = Diagnostic("E102", "unexpected '='", Span(src, start, start + 1), "compare with '=='")
+    plain = io.StringIO()
+    print_diagnostics([d], Console(file=plain, force_terminal=False, width=200))
+    assert plain.getvalue() == d.render() + "\n"
+    tty = io.StringIO()
+    print_diagnostics([d], Console(file=tty, force_terminal=True, color_system="standard", width=200))
+    assert "\x1b[" in tty.getvalue()
+    assert re.sub(r"\x1b\[[0-9;]*m", "", tty.getvalue()) == d.render() + "\n"

@@ -285,3 +285,24 @@ def test_a_checker_crash_falls_back_to_syntax_diagnostics(monkeypatch):
     assert good.checker_error == "RuntimeError: checker bug" and good.diagnostics == () and "c" in good.decls
     bad = analyse("file:///x/y.hspec", "classes c = a b\nconst k = \n")
     assert [d.code for d in bad.diagnostics] == ["E103"] and "c" in bad.decls
+
+
+def test_hover_property_shows_the_lowering_reading(spec_file):
+    a = analyse(spec_file.as_uri(), SPEC)
+    text = hover_at(a, *_pos(SPEC, "property p", 0, 9)).contents.value
+    assert "**property** `p`" in text and "model `net`" in text and "over data `d` (2 rows)" in text
+    assert "eps = 1/255" in text
+
+
+def test_hover_hierarchy_from_a_file_shows_its_tree(tmp_path):
+    tree = Path(__file__).resolve().parents[1] / "hierarchies" / "cifar10_3level.hier.json"
+    (tmp_path / "h.json").write_text(tree.read_text(encoding="utf-8"), encoding="utf-8")
+    text = ("classes cifar10 = airplane automobile bird cat deer dog frog horse ship truck\n"
+            'hierarchy h3 over cifar10 = json "h.json"\n')
+    a = analyse((tmp_path / "s.hspec").as_uri(), text)
+    assert a.diagnostics == ()
+    hover = hover_at(a, 1, 11).contents.value
+    assert "10 leaves, depth 3; level 1: vehicle, animal" in hover
+    assert "mammal { cat deer dog horse }" in hover
+    cat = hover_at(a, *_pos(text, "cat")).contents.value
+    assert "output 3 of `cifar10`" in cat and "root > animal > mammal > cat" in cat

@@ -216,6 +216,8 @@ def _facts(decl: Decl, a: Analysis) -> list[str]:
         h = spec.hierarchies[decl.name]
         top = [c if isinstance(c, str) else c.name for c in h.root.children]
         out.append(f"{len(h.classes)} leaves, depth {h.depth()}; level 1: {', '.join(top)}")
+        if getattr(decl.node, "source", None) is not None:  # read from a file: show the tree
+            out.append("tree: `" + " ".join(_tree_text(c) for c in h.root.children)[:400] + "`")
     elif decl.kind == "model" and decl.name in getattr(spec, "models", {}):
         net = spec.models[decl.name].network
         facts = [f"input {list(net.input_shape)}"]
@@ -224,11 +226,40 @@ def _facts(decl: Decl, a: Analysis) -> list[str]:
         if net.num_outputs is not None:
             facts.append(f"{net.num_outputs} outputs")
         out.append(", ".join(facts))
+    elif decl.kind == "property" and decl.name in (getattr(spec, "plans", None) or {}):
+        out.extend(_plan_facts(spec.plans[decl.name]))
     elif decl.kind == "data" and decl.name in getattr(spec, "datasets", {}):
         ds = spec.datasets[decl.name]
         if ds.indices is not None:
             out.append(f"{len(ds.indices)} rows selected")
     return out
+
+
+def _tree_text(node) -> str:
+    if isinstance(node, str):
+        return node
+    return f"{node.name} {{ " + " ".join(_tree_text(c) for c in node.children) + " }"
+
+
+def _plan_facts(plan) -> list[str]:
+    """The lowering's reading of a property (read defensively: ``hdsl.lower.Plan`` may grow)."""
+    facts = []
+    net = getattr(plan, "network", None)
+    data = getattr(plan, "data", None)
+    if net is not None:
+        facts.append(f"model `{net.name}`")
+    if data is not None:
+        rows = len(data.indices) if getattr(data, "indices", None) is not None else None
+        facts.append(f"over data `{data.name}`" + (f" ({rows} rows)" if rows is not None else ""))
+    region, eps = getattr(plan, "region", None), getattr(plan, "eps", None)
+    if region == "linf" and eps is not None:
+        facts.append(f"L-infinity ball, eps = {eps} (= {float(eps):.6g})")
+    elif region == "box":
+        facts.append(f"{len(getattr(plan, 'boxes', ()) or ())} input box(es)")
+    levels = getattr(plan, "levels", None)
+    if levels:
+        facts.append("hierarchy levels " + ", ".join(map(str, levels)))
+    return facts
 
 
 def _markdown(*parts: str) -> lsp.MarkupContent:
