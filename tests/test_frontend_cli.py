@@ -65,6 +65,8 @@ def test_check_json_document(monkeypatch):
     p3 = doc["properties"][1]
     assert p3["name"] == "p3" and p3["status"] == "falsified" and p3["worst_margin"] == -0.5
     assert p3["items"][0]["counterexample"]["replayed_with"] == "onnxruntime"
+    assert p3["items"][0]["property"] == "p3"
+    assert p3["items"][0]["explanation"] == "the model predicts coc"  # argmax of the replayed outputs (1.0,)
 
 
 def test_check_without_planner_reports_unknown(monkeypatch):

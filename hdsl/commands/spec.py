@@ -110,6 +110,7 @@ def check_cmd(
     spec = _checked(spec_file, as_json)
     program = lower(spec)
     pairs = _run(program, timeout, backend, show_progress=not (quiet or as_json))
+    items = {getattr(i, "id", None): i for c in program.checks for i in c.items}
     results = [r for _, r in pairs]
     summaries = summarise(pairs)
     code = exit_code(results) if results else int(ExitCode.OK)
@@ -117,14 +118,14 @@ def check_cmd(
     if as_json:
         from hdsl.report.json_report import check_document
 
-        typer.echo(json.dumps(check_document(spec_file, summaries, spec.diagnostics, code), indent=2))
+        typer.echo(json.dumps(check_document(spec_file, summaries, spec.diagnostics, code, items), indent=2))
     else:
         from hdsl.report.table import results_table
 
         console = _console()
         console.print(results_table(summaries, title=f"hdsl check {spec_file}"))
         if not quiet:
-            _print_details(console, pairs)
+            _print_details(console, pairs, items)
     if junit is not None:
         from hdsl.report.junit import junit_xml
 
@@ -189,11 +190,11 @@ def _run(program, timeout: float | None, backend: str | None, show_progress: boo
     return out
 
 
-def _print_details(console, pairs) -> None:
+def _print_details(console, pairs, items: dict) -> None:
     """One line per item that is not proved/passed: what happened and why."""
-    for prop, r in pairs:
-        from hdsl.report.results import item_id, outcome
+    from hdsl.report.results import item_id, outcome, predicted_class
 
+    for _prop, r in pairs:
         kind = outcome(r)
         if kind in ("proved", "pass"):
             continue
@@ -201,6 +202,9 @@ def _print_details(console, pairs) -> None:
         msg = getattr(r, "message", "")
         margin = getattr(r, "margin", None)
         extra = f" margin {margin:.4g}" if isinstance(margin, float) else ""
+        seen = predicted_class(r, items.get(item_id(r)))
+        if seen:
+            extra += f"; {seen}"
         console.print(f"  [{style}]{kind}[/] {item_id(r)}{extra}" + (f": {msg}" if msg else ""), highlight=False)
 
 

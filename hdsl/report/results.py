@@ -70,3 +70,34 @@ def exit_code(results: list[Result | MeasurementResult]) -> int:
            (isinstance(r, MeasurementResult) and r.status is Status.PASS) for r in results):
         return 0
     return 2
+
+
+def _class_name(net, i: int) -> str:
+    return net.classes[i] if net.classes and 0 <= i < len(net.classes) else str(i)
+
+
+def predicted_class(r, query) -> str:
+    """For a confirmed counterexample: the class the model predicts there (and the label), in words."""
+    ce = getattr(r, "counterexample", None)
+    if ce is None or query is None or not ce.y or getattr(query, "network", None) is None:
+        return ""
+    net = query.network
+    top = max(range(len(ce.y)), key=lambda i: ce.y[i])
+    text = f"the model predicts {_class_name(net, top)}"
+    if query.label is not None:
+        text += f" (label {_class_name(net, query.label)})"
+    return text
+
+
+def query_meta(query) -> dict:
+    """Where a query came from (property, data point, label, level, eps), for reports."""
+    if query is None or not hasattr(query, "property"):
+        return {}
+    meta = {"property": query.property}
+    for key in ("index", "label", "level", "eps"):
+        value = getattr(query, key, None)
+        if value is not None:
+            meta[key] = value
+    if getattr(query, "label", None) is not None and query.network.classes:
+        meta["label_name"] = _class_name(query.network, query.label)
+    return meta
