@@ -100,3 +100,38 @@ def test_clopper_pearson_anchors_and_fallback():
         bisect = stats.beta_ppf_bisect(q, k, n - k + 1)
         scipy_stats = pytest.importorskip("scipy.stats")
         assert bisect == pytest.approx(float(scipy_stats.beta.ppf(q, k, n - k + 1)), abs=1e-10)
+
+
+def test_formal_multi_source_and_replayed_centre_failures(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from hdsl.check import check_file
+    from hdsl.lower import lower
+    from hdsl.planner import run_item
+    from hdsl.results import Status
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "models" / "causal_bool.onnx", tmp_path / "causal_bool.onnx")
+    (tmp_path / "f.hspec").write_text("""
+model net = onnx "causal_bool.onnx" { input [8] outputs 2 }
+causal model circuit {
+  input a, b, c, d in bool
+  P = a and b
+  Q = c and d
+  O = P or Q
+}
+alignment right of circuit to net { P -> layer "h"[0:4]  Q -> layer "h"[4:8] }
+alignment wrong of circuit to net { P -> layer "h"[4:8] }
+property multi = iia(net, circuit, right, over all, intervene [{P}, {Q}], linf(0.02)) >= 1 with samples 300
+property bad = iia(net, circuit, wrong, over all, intervene {P}, linf(0.02)) >= 0.9
+check multi, bad
+""")
+    spec = check_file(tmp_path / "f.hspec")
+    assert spec.ok, [d.render() for d in spec.diagnostics]
+    multi, bad = [i for c in lower(spec).checks for i in c.items]
+    r = run_item(multi)
+    assert dict(r.details)["proved_pairs"] == 300 and r.status is Status.INCONCLUSIVE  # 300 samples cannot show >= 1
+    rb = run_item(bad)
+    assert rb.status is Status.FAIL and rb.interval[1] == pytest.approx(65 / 128)
+    assert "onnxruntime agrees on 64/64" in dict(rb.details)["replay"]

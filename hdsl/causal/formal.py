@@ -37,6 +37,7 @@ class FormalResult:
     proved: int
     center_correct: int  # pairs whose centre interchange (float32) matches the counterfactual label
     time_s: float
+    centre_failures: tuple[tuple[int, ...], ...] = ()  # (base, sources.., prediction), for replay
 
     @property
     def share(self) -> float:
@@ -200,6 +201,7 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
     count = total if samples is None else int(samples)
     proved = centre_ok = 0
     done = 0
+    fails: list[tuple[int, ...]] = []
     xt = torch.from_numpy(x).double()
     for start in range(0, count, batch_size):
         if deadline is not None and time.monotonic() > deadline:
@@ -222,6 +224,8 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
             pred = ic.predict(torch.from_numpy(b), {var: torch.from_numpy(s) for grp, s in zip(groups, srcs)
                                                      for var in grp}).numpy()
         centre_ok += int((pred == y).sum())
+        for i in np.flatnonzero(pred != y)[: max(0, 64 - len(fails))]:
+            fails.append(tuple(int(c[i]) for c in cols) + (int(pred[i]),))
         if n_out == 1:
             C = torch.zeros(m, 1, 1, dtype=torch.float64)
             C[:, 0, 0] = torch.from_numpy(np.where(y == 1, 1.0, -1.0))
@@ -236,4 +240,4 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
         ok = (lb > 0).all(dim=1) if n_out > 1 else lb[:, 0] > 0
         proved += int(ok.sum())
         done += m
-    return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0)
+    return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0, tuple(fails))
