@@ -367,7 +367,7 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
             if std is not None and any(s <= 0 for s in std):
                 spec.error(E_BAD_VALUE, "std must be positive", item.std.span)
                 std = None
-            if mean is not None and std is not None and len(mean) != len(std):
+            if mean is not None and std is not None and len(mean) != len(std) and 1 not in (len(mean), len(std)):
                 spec.error(E_SHAPE, f"mean has {len(mean)} values but std has {len(std)}", item.span)
                 mean = std = None
         elif isinstance(item, ast.ModelOutputs):
@@ -408,9 +408,11 @@ def _model(spec: Spec, m: ast.ModelDecl) -> None:
                            outputs_node.span if outputs_node is not None else m.name.span,
                            "the classes must name the model's outputs one to one, in order")
             num_outputs = onnx_out if num_outputs is None or num_outputs != onnx_out else num_outputs
-    if shape is not None and mean is not None and len(mean) not in (1, shape[0]):
-        spec.error(E_SHAPE, f"normalize has {len(mean)} values but the input has {shape[0]} channels",
-                   _item_span(m, ast.ModelNormalize))
+    channels = max(len(mean or ()), len(std or ()))
+    if shape is not None and channels not in (0, 1, shape[0], shape[-1]):
+        spec.error(E_SHAPE, f"normalize has {channels} values but the input {list(shape)} has "
+                            f"{shape[0]} channels first or {shape[-1]} last",
+                   _item_span(m, ast.ModelNormalize), "give one value per channel, or one for all")
     if shape is None:
         return
     net = ir.Network(
