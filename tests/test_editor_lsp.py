@@ -306,3 +306,28 @@ def test_hover_hierarchy_from_a_file_shows_its_tree(tmp_path):
     assert "mammal { cat deer dog horse }" in hover
     cat = hover_at(a, *_pos(text, "cat")).contents.value
     assert "output 3 of `cifar10`" in cat and "root > animal > mammal > cat" in cat
+
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.hspec"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_position_of_the_shipped_specs_answers(path):
+    """Hover, definition and completion at every token (and mid-word) of real specs, without errors."""
+    text = path.read_text(encoding="utf-8")
+    a = analyse(path.resolve().as_uri(), text)
+    assert a.diagnostics == () or all(d.severity.value != "error" for d in a.diagnostics)
+    src = a.source
+    from hdsl.highlight import HspecLexer
+
+    hovered = 0
+    tokens = [(start, value) for start, _, value in HspecLexer().get_tokens_unprocessed(text) if not value.isspace()]
+    for n, (start, value) in enumerate(tokens):
+        for offset in {start, start + len(value) // 2}:
+            (line, char), _ = Span(src, offset, offset).lsp_range()
+            hovered += hover_at(a, line, char) is not None
+            for loc in definition_at(a, line, char):
+                assert loc.range.start.line >= 0
+        if n % 4 == 0:  # completion parses the statement up to the cursor: sample it
+            complete_at(a, *Span(src, start, start).lsp_range()[0])
+    assert hovered > 0
