@@ -65,3 +65,25 @@ def test_missing_file_shape_mismatch_and_bad_index(tmp_path):
     with pytest.raises(HdslError) as e:
         load_dataset(Dataset("d", path, "csv", (5,)))
     assert e.value.diagnostics[0].code == "E406"
+
+
+def test_csv_header_delimiter_and_chw_to_hwc(tmp_path):
+    p = tmp_path / "d.csv"
+    chw = list(range(12))  # C=3, H=2, W=2 in CHW order
+    p.write_text("label;" + ";".join(f"p{i}" for i in range(12)) + "\n" + "1;" + ";".join(map(str, chw)) + "\n")
+    ds = Dataset("d", str(p), "csv", None, (("header", "1"), ("delimiter", ";"), ("label_column", "0"),
+                                            ("shape", "2,2,3"), ("layout", "chw->hwc")))
+    out = load_dataset(ds)
+    assert out.x.shape == (1, 2, 2, 3) and out.y.tolist() == [1]
+    assert out.x[0, 1, 0].tolist() == [2, 6, 10]  # pixel (h=1, w=0): channel c at c*4 + 1*2 + 0
+
+
+def test_unknown_option_and_non_integer_labels(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.zeros((2, 3)), y=np.array([0.5, 1.0]))
+    with pytest.raises(HdslError) as e:
+        load_dataset(Dataset("d", str(p), "npz"))
+    assert e.value.diagnostics[0].code == "E405"
+    with pytest.raises(HdslError) as e:
+        load_dataset(Dataset("d", str(p), "npz", options=(("colour", "red"),)))
+    assert e.value.diagnostics[0].code == "E402"
