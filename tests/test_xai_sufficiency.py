@@ -97,6 +97,24 @@ def test_counterexamples_respect_fixed_features(tmp_path):
                     or ce.margin == 0
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_proof_implies_inpainting_sufficiency(linear_net):
+    """Every in-painted completion stays in the [0, 1] box, so a proved k keeps the class under any removal."""
+    from hdsl.xai import removal as R
+
+    net, network = linear_net
+    x = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(9))
+    y = int(net(x.unsqueeze(0)).argmax())
+    attr = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(10))
+    out = SF.smallest_sufficient_k(SF.Decider(network, x.numpy(), attr, y, timeout=20))
+    k = out.smallest_proved
+    free = ~SF.fixed_mask(attr, (1, 4, 4), k, Granularity()).unsqueeze(0)
+    for removal in (R.Constant("black"), R.Constant(1.0), R.NoisyLinear(0.0), R.OpenCVInpaint("telea"),
+                    R.Biharmonic()):
+        filled = removal(x.unsqueeze(0), free).clamp(0, 1)
+        assert int(net(filled).argmax()) == y
+
+
 def test_eps_box_and_layout():
     network = ir.Network("n", "unused.onnx", (2, 2, 3), (0.0, 1.0), num_outputs=2)  # channels-last
     x = np.arange(12, dtype=np.float64).reshape(3, 2, 2) / 12  # CHW
