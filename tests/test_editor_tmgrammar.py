@@ -1,4 +1,5 @@
-"""The VS Code extension: manifest paths, grammar regexes, and vscode-tmgrammar-test assertions and snapshots.
+"""The VS Code extension: manifest paths, grammar regexes, vscode-tmgrammar-test assertions and snapshots,
+and the language client against stand-ins for the VS Code API.
 
 The npm tool runs when ``npx`` can fetch or find ``vscode-tmgrammar-test``; the test is skipped (not failed)
 when it cannot, so machines without Node or without the npm registry still pass.
@@ -92,3 +93,12 @@ def test_textmate_snapshots():
     assert list((EXT / "tests" / "snap").glob("*.hspec.snap"))
     out = _run("vscode-tmgrammar-snap", "tests/snap/*.hspec")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_extension_starts_the_language_server():
+    """extension.js against stand-ins for the VS Code API (needs Node, not the npm registry)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    out = subprocess.run([node, "tests/extension.test.js"], cwd=EXT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "extension.js: ok" in out.stdout, out.stdout + out.stderr
