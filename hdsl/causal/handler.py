@@ -114,7 +114,7 @@ def _with_replay(res: MeasurementResult, item: IIA, alignment, inputs, counts) -
             f"{len(counts.successes)} label-changing successes)")
     details = res.details + (("replay", note),)
     if agree == len(tuples):
-        return dataclasses.replace(res, details=details)
+        return dataclasses.replace(res, details=details, message=res.message + f"; {note}")
     return dataclasses.replace(res, status=Status.INCONCLUSIVE, details=details,
                                message=res.message + f"; {note}: hdsl's executor and onnxruntime disagree "
                                                      "(a near-tie?), so the estimate is not trusted")

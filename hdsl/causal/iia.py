@@ -70,7 +70,7 @@ class IIACounts:
             if not n:
                 return "n/a (no pairs)"
             x = Fraction(k, n)
-            exact = f" = {x.numerator}/{x.denominator}" if x.denominator != n else ""
+            exact = f" = {x.numerator}/{x.denominator}" if x.denominator != n and 0 < k < n else ""
             return f"{k / n:.4f} ({k}/{n}{exact})"
 
         g = ", ".join("{" + ", ".join(grp) + "}" for grp in self.groups)
