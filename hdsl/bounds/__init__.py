@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from hdsl.bounds.alpha import alpha_spec_lower_bound, init_alphas
+from hdsl.bounds.alpha import alpha_spec_lower_bound, init_alphas, optimise_slopes
 from hdsl.bounds.crown import (BoundState, BoundsTimeout, interval_spec_lower, intermediate_bounds,
                                spec_lower_bound)
 from hdsl.bounds.fp import final_margin
@@ -63,16 +63,26 @@ def as_box(graph: Graph, lo, hi, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bound_state(graph: Graph, lo, hi, method: str = "crown", device=None, fp: bool = True,
-                max_elems: int = 2 ** 25, deadline: float | None = None) -> BoundState:
+                max_elems: int = 2 ** 25, deadline: float | None = None, prior: BoundState | None = None,
+                alpha_iters: int = 10, alpha_lr: float = 0.25) -> BoundState:
     """Intermediate bounds of every node for a batch of boxes (reusable across specs).
 
-    ``deadline`` (``time.monotonic()``): raises ``BoundsTimeout`` once passed.
+    ``method="alpha"`` also optimises the slopes for the intermediate bounds
+    (``alpha_iters`` per layer), starting from ``prior`` (a CROWN state of the
+    same boxes) when given. ``deadline`` (``time.monotonic()``): raises
+    ``BoundsTimeout`` once passed (for ``alpha`` with a prior: stops optimising).
     """
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}; use one of {METHODS}")
     g64 = prepare(graph, device)
     lo, hi = as_box(graph, lo, hi, g64.device)
     with torch.no_grad():
+        if method == "alpha":
+            if prior is None:
+                prior = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline)
+            state = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline, prior, alpha_iters, alpha_lr)
+            state.method = "alpha"
+            return state
         return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems, deadline)
 
 
@@ -96,13 +106,14 @@ def spec_bounds(state: BoundState, C: torch.Tensor, d: torch.Tensor | None = Non
 
 def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", need_upper: bool = True,
                    device=None, fp: bool = True, alpha_iters: int = 20, alpha_lr: float = 0.25,
-                   deadline: float | None = None):
+                   deadline: float | None = None, alpha_intermediate_iters: int = 10):
     """Bounds ``(lb, ub)`` of ``C y + d`` over boxes ``[lo, hi]`` (``ub`` is ``None`` unless ``need_upper``).
 
     ``lo``/``hi``: ``[B, *input_shape]`` (or flattened, or one unbatched box).
     ``C``: ``[B, m, n_out]`` or ``[m, n_out]``; ``None`` means the outputs themselves.
     """
-    state = bound_state(graph, lo, hi, method, device, fp)
+    state = bound_state(graph, lo, hi, method, device, fp, deadline=deadline, alpha_iters=alpha_intermediate_iters,
+                        alpha_lr=alpha_lr)
     B, n_out = state.batch, graph.output_size
     dev = state.lo.device
     C = torch.eye(n_out, dtype=torch.float64, device=dev) if C is None else \
@@ -120,4 +131,5 @@ def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", 
 
 
 __all__ = ["METHODS", "BoundState", "BoundsTimeout", "bound_state", "compute_bounds", "init_alphas", "intermediate_bounds",
-           "prepare", "spec_bounds", "spec_lower_bound", "alpha_spec_lower_bound", "default_device"]
+           "prepare", "spec_bounds", "spec_lower_bound", "alpha_spec_lower_bound", "optimise_slopes",
+           "default_device"]

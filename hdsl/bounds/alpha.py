@@ -1,10 +1,12 @@
 """Optimised ReLU lower slopes (alpha-CROWN style) for the final specification.
 
-Every spec row gets its own lower slope per unstable ReLU neuron, initialised
-at CROWN's adaptive choice and improved by projected Adam on the sum of the
-rows' lower bounds. Any slope in [0, 1] gives a sound bound, so the running
-elementwise maximum over iterations (starting from CROWN's bound) is returned:
-never looser than CROWN. Intermediate bounds stay those of CROWN.
+Every row (a spec row, or one bound of one intermediate neuron) gets its own
+lower slope per unstable ReLU neuron above it, initialised at CROWN's adaptive
+choice and improved by projected Adam on the sum of the rows' lower bounds.
+Any slope in [0, 1] gives a sound bound, so the running elementwise maximum
+over iterations (starting from CROWN's bound) is returned: never looser than
+CROWN. ``hdsl.bounds.crown.intermediate_bounds(..., alpha_iters=k)`` applies
+the same optimisation to the pre-activation bounds, layer by layer.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from typing import Callable
 
 import torch
 
-from hdsl.bounds.crown import BoundState, spec_lower_bound
+from hdsl.bounds.crown import BoundState, backward_lower, spec_lower_bound
 
 
-def init_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
-    """CROWN's adaptive slopes, one copy per spec row: {relu node: [B, m, *shape]}."""
+def init_alphas(state: BoundState, m: int, before: str | None = None) -> dict[str, torch.Tensor]:
+    """CROWN's adaptive slopes, one copy per row: {relu node: [B, m, *shape]} (relus above ``before`` only)."""
+    names = [n.name for n in state.graph.nodes]
+    stop = names.index(before) if before is not None else len(names)
     alphas = {}
-    for n in state.graph.nodes:
+    for n in state.graph.nodes[:stop]:
         if n.op != "relu":
             continue
         l, u = state.bounds[n.inputs[0]]
@@ -29,6 +33,33 @@ def init_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
         a = (u >= -l).to(l.dtype).unsqueeze(1).expand(l.shape[0], m, *l.shape[1:]).clone()
         alphas[n.name] = a.requires_grad_(True)
     return alphas
+
+
+def optimise_slopes(state: BoundState, start: str, A: torch.Tensor, const: torch.Tensor | None,
+                    best: torch.Tensor, iters: int, lr: float = 0.25, deadline: float | None = None,
+                    done: Callable[[torch.Tensor], bool] | None = None) -> torch.Tensor:
+    """Raise the lower bounds ``best`` [B, m] of ``A . v_start + const`` by optimising ReLU slopes.
+
+    Every iterate is a sound bound, so the elementwise running maximum is returned.
+    """
+    alphas = init_alphas(state, A.shape[1], before=start)
+    if not alphas or iters <= 0:
+        return best
+    opt = _Adam(list(alphas.values()), lr)
+    with torch.enable_grad():
+        for _ in range(iters):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            lb = backward_lower(state, start, A, const, alphas)
+            best = torch.maximum(best, lb.detach())
+            if done is not None and done(best):
+                break
+            grads = torch.autograd.grad(-lb.sum(), opt.params, allow_unused=True)
+            opt.step(grads, 0.0, 1.0)
+        else:
+            with torch.no_grad():
+                best = torch.maximum(best, backward_lower(state, start, A, const, alphas))
+    return best.detach()
 
 
 def alpha_spec_lower_bound(state: BoundState, C: torch.Tensor, d: torch.Tensor | None = None,
@@ -42,27 +73,14 @@ def alpha_spec_lower_bound(state: BoundState, C: torch.Tensor, d: torch.Tensor |
     """
     B = state.batch
     C = C.expand(B, *C.shape[-2:]) if C.dim() == 2 else C
+    m = C.shape[1]
     with torch.no_grad():
         best = spec_lower_bound(state, C, d) if start is None else start.clone()
     if done is not None and done(best):
         return best
-    alphas = init_alphas(state, C.shape[1])
-    if not alphas:
-        return best
-    opt = _Adam(list(alphas.values()), lr)
-    for _ in range(iters):
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        lb = spec_lower_bound(state, C, d, alphas, use_interval=False)
-        best = torch.maximum(best, lb.detach())
-        if done is not None and done(best):
-            break
-        grads = torch.autograd.grad(-lb.sum(), opt.params, allow_unused=True)
-        opt.step(grads, 0.0, 1.0)
-    else:
-        with torch.no_grad():
-            best = torch.maximum(best, spec_lower_bound(state, C, d, alphas, use_interval=False))
-    return best.detach()
+    g = state.graph
+    const = None if d is None else d.expand(B, m)
+    return optimise_slopes(state, g.output, C.reshape(B, m, *g.output_shape), const, best, iters, lr, deadline, done)
 
 
 class _Adam:

@@ -300,7 +300,8 @@ def _chunks(total: int, per_item: int, budget_elems: int) -> int:
     return max(1, min(total, budget_elems // max(per_item, 1)))
 
 
-def crown_node_bounds(state: BoundState, node: Node, mask: torch.Tensor, max_elems: int) -> Interval:
+def crown_node_bounds(state: BoundState, node: Node, mask: torch.Tensor, max_elems: int,
+                      alpha_iters: int = 0, alpha_lr: float = 0.25, deadline: float | None = None) -> Interval:
     """CROWN lower/upper bounds for the neurons of ``node`` selected by ``mask`` [B, *shape].
 
     Each box gets its own rows (its selected neurons, padded to the largest
@@ -334,8 +335,15 @@ def crown_node_bounds(state: BoundState, node: Node, mask: torch.Tensor, max_ele
             one = valid.to(l.dtype)
             A[:, :k].scatter_(2, rid.unsqueeze(2), one.unsqueeze(2))
             A[:, k:].scatter_(2, rid.unsqueeze(2), -one.unsqueeze(2))
-            lb = backward_lower(sub, node.name, A.reshape(nb, 2 * k, *node.shape))
+            A = A.reshape(nb, 2 * k, *node.shape)
             cur_l, cur_u = lf[b0:b1].gather(1, rid), uf[b0:b1].gather(1, rid)
+            if alpha_iters > 0:  # optimised slopes, starting from the current (sound) bounds
+                from hdsl.bounds.alpha import optimise_slopes
+
+                lb = optimise_slopes(sub, node.name, A, None, torch.cat([cur_l, -cur_u], 1), alpha_iters,
+                                     alpha_lr, deadline)
+            else:
+                lb = backward_lower(sub, node.name, A)
             new_l = torch.where(valid, torch.maximum(cur_l, lb[:, :k]), cur_l)
             new_u = torch.where(valid, torch.minimum(cur_u, -lb[:, k:]), cur_u)
             lf[b0:b1] = lf[b0:b1].scatter(1, rid, new_l)
@@ -348,10 +356,16 @@ class BoundsTimeout(Exception):
 
 
 def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = "crown",
-                        fp: bool = True, max_elems: int = 2 ** 25, deadline: float | None = None) -> BoundState:
+                        fp: bool = True, max_elems: int = 2 ** 25, deadline: float | None = None,
+                        prior: BoundState | None = None, alpha_iters: int = 0,
+                        alpha_lr: float = 0.25) -> BoundState:
     """Bounds of every node: IBP, refined by CROWN on the inputs of nonlinear ops (``method != 'ibp'``).
 
-    Raises ``BoundsTimeout`` when ``deadline`` (``time.monotonic()``) passes between nodes.
+    ``prior`` (bounds of the same boxes, e.g. from CROWN) are intersected in;
+    with ``alpha_iters`` > 0 the refinement optimises the ReLU slopes per neuron
+    bound (alpha-CROWN on intermediate layers), starting from the prior bounds,
+    and a passed deadline just stops the optimisation. Without a prior, raises
+    ``BoundsTimeout`` when ``deadline`` (``time.monotonic()``) passes between nodes.
     """
     import time
 
@@ -362,6 +376,9 @@ def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method
         l, u, err = node_interval(node, [state.bounds[i] for i in node.inputs], fp)
         if err is not None:
             state.noise[node.name] = err
+        if prior is not None and node.name in prior.bounds:
+            pl, pu = prior.bounds[node.name]
+            l, u = torch.maximum(l, pl), torch.minimum(u, pu)
         state.bounds[node.name] = (l, u)
         if method == "ibp" or not inexact.get(node.name):
             continue
@@ -373,9 +390,14 @@ def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method
         else:
             mask = torch.ones_like(l, dtype=torch.bool)
         if deadline is not None and time.monotonic() > deadline:
+            if prior is not None:
+                continue
             raise BoundsTimeout(f"bounds for {node.name!r} not reached before the deadline")
+        if prior is not None and alpha_iters <= 0:
+            continue  # the prior already holds CROWN's bounds
         if bool(mask.any()):
-            state.bounds[node.name] = crown_node_bounds(state, node, mask, max_elems)
+            state.bounds[node.name] = crown_node_bounds(state, node, mask, max_elems, alpha_iters, alpha_lr,
+                                                        deadline)
     return state
 
 
