@@ -229,3 +229,18 @@ def test_disagreement_with_onnxruntime_is_a_diagnostic(tmp_path, monkeypatch):
     with pytest.raises(HdslError) as e:
         load_onnx(path)
     assert e.value.diagnostics[0].code == "E505"
+
+
+def test_asymmetric_pools(tmp_path):
+    nodes = [helper.make_node("AveragePool", ["x"], ["a"], name="a", kernel_shape=[2, 2], pads=[0, 0, 1, 1],
+                              count_include_pad=1),
+             helper.make_node("MaxPool", ["a"], ["y"], name="m", kernel_shape=[3, 3], strides=[2, 2],
+                              auto_pad="SAME_UPPER")]
+    g = _check(tmp_path, nodes, {}, [2, 5, 5], "y")
+    from hdsl.bounds import compute_bounds
+
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64)
+    lb, ub = compute_bounds(g, x - 0.1, x + 0.1, method="crown", device="cpu")
+    xs = (x - 0.1).unsqueeze(1) + 0.2 * torch.rand(2, 300, 2, 5, 5, dtype=torch.float64)
+    ys = g.exact(xs.reshape(-1, 2, 5, 5)).reshape(2, 300, -1)
+    assert bool((ys >= lb.unsqueeze(1)).all() and (ys <= ub.unsqueeze(1)).all())

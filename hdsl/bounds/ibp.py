@@ -78,10 +78,7 @@ def node_interval(node: Node, ins: list[Interval], fp: bool = True) -> tuple[tor
     # affine ops: centre / radius
     cs = [(l + u) / 2 for l, u in ins]
     rs = [(u - l) / 2 for l, u in ins]
-    if op == "sub":
-        mid = cs[0] - cs[1]
-    else:
-        mid = node.apply(cs)
+    mid = node.apply(cs)
     rad = abs_apply(node, rs)
     err = None
     if fp:

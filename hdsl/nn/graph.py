@@ -123,8 +123,8 @@ def _affine(node: Node, xs) -> torch.Tensor:
 def _avgpool(node: Node, xs) -> torch.Tensor:
     p = node.params
     x, pad = _pad_nd(xs[0], p["pads"])
-    if pad == (0, 0) and tuple(p["pads"][:2]) != tuple(p["pads"][2:]):
-        # asymmetric padding is only imported with count_include_pad (zeros count)
+    if tuple(p["pads"][:2]) != tuple(p["pads"][2:]):
+        # asymmetric padding is only imported with count_include_pad=1: the zeros padded above count
         return F.avg_pool2d(x, p["kernel"], p["stride"], 0, count_include_pad=True)
     return F.avg_pool2d(x, p["kernel"], p["stride"], pad, count_include_pad=p["count_include_pad"])
 
