@@ -110,7 +110,7 @@ def hover(ls: HdslLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
     return features.hover_at(ls.analysis(params.text_document.uri), pos.line, pos.character)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[" ", "(", ","]))
+@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ","]))
 def completion(ls: HdslLanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList:
     pos = params.position
     items = features.complete_at(ls.analysis(params.text_document.uri), pos.line, pos.character)
