@@ -54,6 +54,14 @@ async def _session(tmp_path):
             lsp.VersionedTextDocumentIdentifier(uri=uri, version=2), [lsp.TextDocumentContentChangePartial(whole, SPEC)]))
         out["change"] = await asyncio.wait_for(published.get(), 60)
 
+        # The data file appears on disk: the client reports it, the server checks again.
+        import numpy as np
+
+        np.savez(tmp_path / "𝔼é.npz", x=np.zeros((2, 3), np.float32), y=np.array([0, 1]))
+        client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(
+            [lsp.FileEvent((tmp_path / "𝔼é.npz").as_uri(), lsp.FileChangeType.Created)]))
+        out["watched"] = await asyncio.wait_for(published.get(), 60)
+
         doc = lsp.TextDocumentIdentifier(uri)
         out["hover"] = await client.text_document_hover_async(lsp.HoverParams(doc, _at(SPEC, "animal", 2)))
         out["complete"] = await client.text_document_completion_async(
@@ -89,6 +97,8 @@ def test_stdio_session(tmp_path):
     assert missing.range.start == _at(SPEC, '"𝔼é') and missing.range.end == _at(SPEC, " take")
     assert unknown.code == "E202" and "'cc'" in unknown.message
     assert unknown.range.start == _at(SPEC, "cc") and unknown.range.end.character == unknown.range.start.character + 2
+
+    assert [x.code for x in out["watched"].diagnostics] == ["E202"]  # the data file is found now
 
     hover = out["hover"]
     assert "node** `animal` of hierarchy `h`" in hover.contents.value and "cat, dog" in hover.contents.value

@@ -31,7 +31,7 @@ async function activate(context) {
   };
   const clientOptions = {
     documentSelector: [{ scheme: "file", language: "hspec" }, { scheme: "untitled", language: "hspec" }],
-    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/*.{hspec,onnx,json,npz,npy,csv}") },
+    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/*.{hspec,onnx,json,npz,npy,csv,nwk,newick}") },
   };
   client = new lc.LanguageClient("hdsl", "hdsl language server", serverOptions, clientOptions);
   try {

@@ -1,7 +1,8 @@
 """The pygls wiring: LSP requests and notifications to the pure functions in ``hdsl.lsp.features``.
 
 Diagnostics are published when a document opens, changes (after a short
-pause, off the event loop) and is saved. The server always speaks UTF-16
+pause, off the event loop) or is saved, and when files it may depend on
+change on disk (the client watches them). The server always speaks UTF-16
 columns, which every client supports, because spans convert to them in one
 place (``hdsl.source.Span.lsp_range``).
 """
@@ -102,6 +103,14 @@ def did_close(ls: HdslLanguageServer, params: lsp.DidCloseTextDocumentParams) ->
     ls.analyses.pop(uri, None)
     ls.versions.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+def watched_files_changed(ls: HdslLanguageServer, params: lsp.DidChangeWatchedFilesParams) -> None:
+    """A model, data set or imported spec changed on disk: check the open documents again."""
+    for uri in list(ls.analyses):
+        text = ls.workspace.get_text_document(uri).source
+        ls.publish(uri, ls.refresh(uri, text), ls.versions.get(uri))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
