@@ -1,12 +1,12 @@
 """One document's analysis: the checker's diagnostics and a symbol index that survives syntax errors.
 
-While someone types, the file is mostly broken. Every statement of an
+While someone types, the file is often broken. Every statement of an
 ``.hspec`` file starts with a reserved word that appears nowhere else, so the
-text splits into statements without parsing; the statements that parse on
-their own (with the rest of the text blanked, so offsets stay put) give the
-names for hover, completion and go-to while the diagnostics still come from
-the whole text. Nothing here imports pygls: the functions are pure and tested
-directly.
+text splits into statements without parsing; the statement a syntax error is
+in is blanked (offsets stay put) and the rest parsed again, so the other
+statements still give names for hover, completion and go-to while the
+diagnostics come from the whole text. Nothing here imports pygls: the
+functions are pure and tested directly.
 """
 
 from __future__ import annotations
