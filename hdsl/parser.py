@@ -215,9 +215,29 @@ def _terminal_label(name: str) -> str:
     return name.lower()
 
 
+# Groups of tokens that read better as one phrase when all of them are expected.
+_GROUPS = (
+    ("a comparison (==, !=, <, <=, >, >=)", ("'=='", "'!='", "'<'", "'<='", "'>'", "'>='")),
+    ("an arithmetic operator (+ - * /)", ("'+'", "'-'", "'*'", "'/'")),
+    ("a new statement", ("'import'", "'const'", "'classes'", "'hierarchy'", "'model'", "'data'", "'property'",
+                         "'check'", "'explainer'", "'causal'", "'alignment'")),
+)
+
+
 def expected_labels(names) -> list[str]:
-    """Readable, de-duplicated, sorted labels for a set of terminal names."""
-    return sorted({_terminal_label(n) for n in names})
+    """Readable, de-duplicated labels for a set of terminal names: single tokens first
+    (sorted), then groups such as "a comparison" when every member is expected."""
+    labels = {_terminal_label(n) for n in names}
+    groups = []
+    for phrase, members in _GROUPS:
+        if labels.issuperset(members):
+            labels.difference_update(members)
+            groups.append(phrase)
+    return sorted(labels) + groups
+
+
+def _terminal_label_in(literal: str, names) -> bool:
+    return f"'{literal}'" in {_terminal_label(n) for n in names}
 
 
 def _expected_text(labels: list[str]) -> str:
@@ -276,7 +296,7 @@ def _syntax_diagnostic(source: SourceFile, exc: _Syntax) -> Diagnostic:
         hint = None
         if names == {"NAME"} and str(tok) in keywords():
             hint = f"'{tok}' is a keyword; choose another name"
-        elif str(tok) == "=" and "'=='" in expected:
+        elif str(tok) == "=" and _terminal_label_in("==", names):
             hint = "compare with '==' ('=' only introduces a declaration)"
         return Diagnostic("E102", f"unexpected {str(tok)!r}; expected {_expected_text(expected)}", span, hint)
     # End of input: point at the real end of the text.

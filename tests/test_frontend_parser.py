@@ -77,7 +77,7 @@ def test_precedence():
 
 @pytest.mark.parametrize("text,code,line,col,needle", [
     ("property p = ", "E103", 1, 14, "expected"),
-    ("classes c = a b\nproperty p = forall x in d: argmax n(x) = 3", "E102", 2, 41, "'=='"),
+    ("classes c = a b\nproperty p = forall x in d: argmax n(x) = 3", "E102", 2, 41, "a comparison"),
     ("data d = csv 'x'", "E101", 1, 14, "unexpected character"),
     ("const data = 3", "E102", 1, 7, "a name"),
     ("property p = (a\n\n", "E103", 3, 1, "')'"),
