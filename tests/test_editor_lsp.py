@@ -21,6 +21,7 @@ from hdsl.lsp.features import (  # noqa: E402
     word_at,
 )
 from hdsl.lsp.positions import offset_at  # noqa: E402
+from hdsl.lsp.references import references_at  # noqa: E402
 from hdsl.source import SourceFile, Span  # noqa: E402
 
 SPEC = """\
@@ -328,6 +329,44 @@ def test_every_position_of_the_shipped_specs_answers(path):
             hovered += hover_at(a, line, char) is not None
             for loc in definition_at(a, line, char):
                 assert loc.range.start.line >= 0
+            refs = references_at(a, line, char)
+            assert all(r.uri for r in refs)
         if n % 4 == 0:  # completion parses the statement up to the cursor: sample it
             complete_at(a, *Span(src, start, start).lsp_range()[0])
     assert hovered > 0
+
+
+def test_references_follow_scopes_and_namespaces():
+    from hdsl.lsp.features import highlights_at
+
+    text = (
+        "classes c = x y\n"
+        "const x2 = 1\n"
+        "data x = npz \"d.npz\"\n"
+        "property p = forall x in linf(x, x2): argmax x in {x} and (forall x in box([0], [1]): x)\n"
+        "causal model m { input x  v = x }\n"
+        "alignment al of m to net { x -> layer \"h\" }\n"
+        "check p\n"
+    )
+    a = analyse("file:///nowhere/r.hspec", text)
+    assert a.module is not None
+
+    def where(locs):
+        return [(loc.range.start.line, loc.range.start.character) for loc in locs]
+
+    line3 = text.split("\n")[3]
+    inner = line3.index("forall x in box") + len("forall ")
+    # the first binder: its uses in the body, not the domain's x (the data set), not the inner binder's
+    first = line3.index("forall x") + len("forall ")
+    uses = [line3.index("argmax x") + 7, line3.index("{x}") + 1]
+    assert where(references_at(a, 3, first)) == [(3, first)] + [(3, u) for u in uses]
+    assert where(references_at(a, 3, uses[0], include_declaration=False)) == [(3, u) for u in uses]
+    # the global x (data set and class) from the domain: the class list, the data declaration, the domain use
+    dom = line3.index("linf(x") + 5
+    refs = where(references_at(a, 3, dom))
+    assert (0, 12) in refs and (2, 5) in refs and (3, dom) in refs
+    assert (3, inner) not in refs and all(line not in (4, 5) for line, _ in refs)  # causal variables differ
+    assert where(references_at(a, 6, 6)) == [(3, 9), (6, 6)]  # property p: declaration and check
+    kinds = {(h.range.start.line, h.kind) for h in highlights_at(a, 6, 6)}
+    assert kinds == {(3, lsp.DocumentHighlightKind.Write), (6, lsp.DocumentHighlightKind.Read)}
+    assert references_at(a, 0, 1) == []  # a keyword

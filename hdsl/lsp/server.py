@@ -132,6 +132,19 @@ def definition(ls: HdslLanguageServer, params: lsp.DefinitionParams) -> list[lsp
     return features.definition_at(ls.analysis(params.text_document.uri), pos.line, pos.character)
 
 
+@server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+def references(ls: HdslLanguageServer, params: lsp.ReferenceParams) -> list[lsp.Location]:
+    pos = params.position
+    return features.references_at(ls.analysis(params.text_document.uri), pos.line, pos.character,
+                                  params.context.include_declaration)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
+def document_highlight(ls: HdslLanguageServer, params: lsp.DocumentHighlightParams) -> list[lsp.DocumentHighlight]:
+    pos = params.position
+    return features.highlights_at(ls.analysis(params.text_document.uri), pos.line, pos.character)
+
+
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
 def formatting(ls: HdslLanguageServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
     uri = params.text_document.uri
