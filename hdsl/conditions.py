@@ -81,6 +81,7 @@ class ConditionBuilder:
             if not expr[0]:
                 self.fail(E_NOT_CONDITION, "this comparison does not involve the model's outputs", e)
             return Linear(_to_ir(expr), op)
+        self.unknown_function(e)
         self.fail(E_NOT_CONDITION, "expected a condition on the model's outputs", e,
                   "e.g. `argmax net(x) == y`, `argmax net(x) in {cat, dog}` or `net(x)[0] <= 3.99`")
 
@@ -202,7 +203,18 @@ class ConditionBuilder:
             return {i: v * factor for i, v in other[0].items()}, other[1] * factor
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == self.net.name:
             self.fail(E_NOT_CONDITION, f"{self.net.name}(...) is a vector: pick an output with [i]", e)
+        self.unknown_function(e)
         self.fail(E_NOT_CONDITION, "expected a linear expression over the model's outputs", e)
+
+    def unknown_function(self, e) -> None:
+        """A call of a name that is neither a model nor a built-in: say so, with a suggestion."""
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id not in self.spec.symbols:
+            from hdsl.lower import BUILTINS
+
+            if e.func.id not in BUILTINS:
+                models = [s.name for s in self.spec.symbols.values() if s.kind == "model"]
+                self.fail(E_UNKNOWN, f"unknown function '{e.func.id}'", e.func,
+                          suggest(e.func.id, list(BUILTINS) + models))
 
 
 def _add(a, b):

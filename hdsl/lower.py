@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from hdsl import ast, ir
-from hdsl.check import Spec
+from hdsl.check import Spec, suggest
 from hdsl.constants import show
 from hdsl.diagnostics import HdslError
 from hdsl.conditions import ConditionBuilder, Stop
@@ -45,6 +45,7 @@ E_TOO_COMPLEX = "E314"
 E_ARGS = "E315"
 E_SHAPE = "E303"
 E_BAD_VALUE = "E304"
+E_UNKNOWN = "E202"
 E_UNSUPPORTED = "E601"
 
 # Function name -> (feature module exposing ``lower_property(spec, decl) -> tuple[item, ...]``, feature label).
@@ -233,6 +234,9 @@ def _region_binder(spec: Spec, plan: Plan, forall: ast.Forall) -> None:
     if len(forall.binders) != 1:
         _stop(spec, E_QUANTIFIER, "a region binds one variable: `forall x2 in linf(x, eps):`", forall.binders[1])
     if not _is_region(dom, ("linf", "box", "union")):
+        if isinstance(dom, ast.Call) and isinstance(dom.func, ast.Name) and dom.func.id not in spec.symbols:
+            _stop(spec, E_UNKNOWN, f"unknown region '{dom.func.id}'", dom.func,
+                  suggest(dom.func.id, ["linf", "box", "union"]))
         _stop(spec, E_QUANTIFIER, "forall ranges over a data set, linf(x, eps), box(lo, hi) or union(...)", dom)
     plan.input_var = forall.binders[0].name
     n = math.prod(plan.network.input_shape)

@@ -85,6 +85,8 @@ BAD = [
     ("hierarchy h2 over nope { a { cat } }", "E202", "nope"),
     ("property p = forall (x, y) in test: forall x2 in linf(x, 0.1): argmax net(x2) in ancestor(hh, y, level 1)",
      "E202", "hh,"),
+    ("property p = forall (x, y) in test: forall x2 in linff(x, 0.1): argmax net(x2) == y", "E202", "linff"),
+    ("property p = forall x in test: argmx(net(x)) == cat", "E202", "argmx"),
     # hierarchies (codes from hdsl.hierarchy)
     ("hierarchy h2 over c4 { a { cat dog } b { car truck cat } }", "H011", "cat }"),
     ("hierarchy h2 over c4 { a { cat dog car truck } b { } }", "H013", "b {"),
