@@ -128,7 +128,7 @@ def test_hover_declaration_kind_definition_and_facts(spec_file):
     assert "**const** `eps`" in h.contents.value and "const eps = 1/255" in h.contents.value
     assert "0.00392157" in h.contents.value
     assert (h.range.start.line, h.range.start.character) == _pos(SPEC, "eps", 1)
-    hd = hover_at(a, *_pos(SPEC, "d", 0, 0) if False else _pos(SPEC, "in d", 0, 3))
+    hd = hover_at(a, *_pos(SPEC, "in d", 0, 3))
     assert "**data** `d`" in hd.contents.value and "2 rows selected" in hd.contents.value
 
 
