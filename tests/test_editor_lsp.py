@@ -370,3 +370,34 @@ def test_references_follow_scopes_and_namespaces():
     kinds = {(h.range.start.line, h.kind) for h in highlights_at(a, 6, 6)}
     assert kinds == {(3, lsp.DocumentHighlightKind.Write), (6, lsp.DocumentHighlightKind.Read)}
     assert references_at(a, 0, 1) == []  # a keyword
+
+
+def test_semantic_tokens_colour_uses_by_what_they_name(spec_file):
+    from hdsl.lsp.semantic import TOKEN_TYPES, semantic_tokens
+
+    text = SPEC + 'model m2 = onnx "𝔼é.onnx" { outputs c3 }\n'
+    a = analyse(spec_file.as_uri(), text)
+    data = semantic_tokens(a).data
+    assert len(data) % 5 == 0
+    lines = text.split("\n")
+    line = col = 0
+    tokens = {}
+    for i in range(0, len(data), 5):
+        dl, dc, length, ttype, mods = data[i:i + 5]
+        line, col = line + dl, (col + dc if dl == 0 else dc)
+        units = lines[line].encode("utf-16-le")  # columns are UTF-16 units
+        tokens[(line, units[2 * col:2 * (col + length)].decode("utf-16-le"))] = (TOKEN_TYPES[ttype], bool(mods))
+
+    def at(prefix):
+        return next(i for i, ln in enumerate(lines) if ln.lstrip().startswith(prefix))
+
+    assert tokens[(at("const eps"), "eps")] == ("variable", True)
+    assert tokens[(at("classes"), "c3")] == ("type", True) and tokens[(at("hierarchy"), "c3")] == ("type", False)
+    assert tokens[(at("animal"), "animal")] == ("namespace", True)
+    assert tokens[(at("animal"), "cat")] == ("enumMember", False)
+    assert tokens[(at("forall x2"), "x2")] == ("parameter", True)
+    assert tokens[(at("forall x2"), "eps")] == ("variable", False)
+    assert tokens[(at("argmax"), "net")] == ("function", False) and tokens[(at("argmax"), "y")] == ("parameter", False)
+    assert tokens[(at("check"), "p")] == ("property", False)
+    assert tokens[(at("model m2"), "c3")] == ("type", False)  # after "𝔼é": found at its UTF-16 column
+    assert not any(w in ("linf", "ancestor") for _, w in tokens)  # built-ins keep the grammar's colour

@@ -145,6 +145,11 @@ def document_highlight(ls: HdslLanguageServer, params: lsp.DocumentHighlightPara
     return features.highlights_at(ls.analysis(params.text_document.uri), pos.line, pos.character)
 
 
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, features.LEGEND)
+def semantic_tokens_full(ls: HdslLanguageServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+    return features.semantic_tokens(ls.analysis(params.text_document.uri))
+
+
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
 def formatting(ls: HdslLanguageServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
     uri = params.text_document.uri
