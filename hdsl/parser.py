@@ -60,9 +60,9 @@ class HspecLexer(Lexer):
     def lex(self, lexer_state, parser_state):  # pragma: no cover - the engine lexes by itself
         return self.tokens(lexer_state.text.text)
 
-    def tokens(self, text: str):
-        """Yield tokens; raise ``_Syntax(pos)`` at a character no token starts with."""
-        match, n, pos = self.master.match, len(text), 0
+    def tokens(self, text: str, pos: int = 0):
+        """Yield tokens from offset ``pos``; raise ``_Syntax(pos)`` at a character no token starts with."""
+        match, n = self.master.match, len(text)
         keywords, punct, new = self.keywords, self.punct, Token._future_new
         while pos < n:
             m = match(text, pos)
@@ -110,11 +110,11 @@ class _Engine:
         self.start, self.end = table.start_states["start"], table.end_states["start"]
         self.to_ast = to_ast
 
-    def parse(self, text: str, lexer: HspecLexer):
+    def parse(self, text: str, lexer: HspecLexer, pos: int = 0):
         states = self.states
         state_stack, value_stack = [self.start], []
         push_state, push_value = state_stack.append, value_stack.append
-        tokens = lexer.tokens(text)
+        tokens = lexer.tokens(text, pos)
         while True:
             try:
                 tok = next(tokens, None)
@@ -246,25 +246,72 @@ def _expected_text(labels: list[str]) -> str:
     return ", ".join(labels)
 
 
+MAX_SYNTAX_ERRORS = 20
+_STATEMENT_WORDS = ("import", "const", "classes", "hierarchy", "model", "data", "property", "check", "explainer",
+                    "causal", "alignment")
+
+
 def parse_source(source: SourceFile) -> ast.Module:
-    """Parse one file; raises ``HdslError`` with one syntax diagnostic on failure."""
+    """Parse one file; raises ``HdslError`` with its syntax diagnostics on failure.
+
+    After a syntax error the parser skips to the next statement keyword and goes
+    on, so one run reports the errors of every broken statement (up to
+    ``MAX_SYNTAX_ERRORS``), not only the first.
+    """
     engine, lexer = _engine()
+    diagnostics: list[Diagnostic] = []
+    pos = 0
     with _LOCK:
         engine.to_ast._file = source
         try:
-            module = engine.parse(source.text, lexer)
-        except _Syntax as exc:
-            raise HdslError([_syntax_diagnostic(source, exc)]) from None
+            while True:
+                try:
+                    module = engine.parse(source.text, lexer, pos)
+                    break
+                except _Syntax as exc:
+                    diagnostics.append(_syntax_diagnostic(source, exc))
+                    pos = _recovery_point(source.text, lexer, exc, pos)
+                    if pos is None or len(diagnostics) >= MAX_SYNTAX_ERRORS:
+                        break
         except VisitError as exc:  # pragma: no cover - the builder does not raise
             if isinstance(exc.orig_exc, HdslError):
                 raise exc.orig_exc from None
             raise
         finally:
             engine.to_ast._file = _NOWHERE
+    if diagnostics:
+        raise HdslError(diagnostics)
     if not isinstance(module, ast.Module):  # pragma: no cover - start always builds a Module
         module = ast.Module((), span=Span(source, 0, len(source.text)))
     comments = tuple((m.start(), m.group()) for m in _COMMENT_SCAN.finditer(source.text) if m.group()[0] == "#")
     return ast.Module(module.statements, comments, module.span)
+
+
+def _recovery_point(text: str, lexer: HspecLexer, exc: _Syntax, start: int) -> int | None:
+    """Where to resume after a syntax error: at the offending token when it starts a statement
+    (e.g. the statement before it was cut short), else at the next statement keyword."""
+    starts = {lexer.keywords[w] for w in _STATEMENT_WORDS}
+    if exc.token is not None and exc.token.type in starts and exc.pos > start and _line_start(text, exc.pos):
+        return exc.pos
+    return _next_statement(text, lexer, exc.pos + 1, starts)
+
+
+def _line_start(text: str, pos: int) -> bool:
+    """Is ``pos`` the first non-blank character of its line?"""
+    return not text[text.rfind("\n", 0, pos) + 1:pos].strip()
+
+
+def _next_statement(text: str, lexer: HspecLexer, pos: int, starts: set[str]) -> int | None:
+    """Offset of the next statement keyword that begins a line, at or after ``pos`` (bad characters skipped)."""
+    while pos < len(text):
+        try:
+            for tok in lexer.tokens(text, pos):
+                if tok.type in starts and _line_start(text, tok.start_pos):
+                    return tok.start_pos
+            return None
+        except _Syntax as exc:
+            pos = exc.pos + 1
+    return None
 
 
 def parse_text(text: str, path: str = "<string>") -> ast.Module:

@@ -114,3 +114,17 @@ def test_readme_examples_parse():
     for block in blocks:
         text = re.sub(r"^property NAME = .*$", "", block, flags=re.M)  # the schematic lines
         parse_text(text, "README.md")
+
+
+def test_several_syntax_errors_are_reported_at_once():
+    text = ("const a = = 1\n"
+            "classes c = a b\n"
+            "const b =\n"
+            "property p = forall x in d: argmax n(x) = 3\n"
+            "data d = csv $ \"x\"\n"
+            "const ok = 1\n"
+            "check")
+    with pytest.raises(HdslError) as e:
+        parse_text(text, "bad.hspec")
+    found = [(d.code, d.span.line, d.span.column) for d in e.value.diagnostics]
+    assert found == [("E102", 1, 11), ("E102", 4, 1), ("E102", 4, 41), ("E101", 5, 14), ("E103", 7, 6)]
