@@ -11,12 +11,17 @@ Supported property shapes::
     forall (x, y) in DATA: forall x2 in linf(x, EPS): COND(net(x2), y)
     forall x in DATA: COND(net(x))                                 (the point itself)
     forall x in box(LO, HI): COND(net(x))                          (also linf(CENTRE, EPS))
+    forall x in union(box(...), box(...)): COND(net(x))
 
-COND combines, with ``and or not implies``, ``argmax net(v) == c`` / ``!= c`` /
-``in S`` (``S`` a set ``{a, b}`` or ``ancestor(h, c, level k)``) and linear
-comparisons of outputs ``net(v)[i]``. Measurement properties (faithfulness,
-IIA, certified radius) are lowered by their feature module when it is
-installed (``MEASURE_HOOKS``), and are otherwise reported as unsupported.
+COND (``hdsl.conditions``) combines, with ``and or not implies``,
+``argmax net(v) == c`` / ``!= c`` / ``in S`` (``S`` a set ``{a, b}`` or
+``ancestor(h, c, level k)``) and linear comparisons of outputs ``net(v)[i]``.
+
+Measurement properties (faithfulness, sufficiency, IIA, certified radius) are
+lowered by their feature module when it is installed: ``MEASURE_HOOKS`` maps
+the function name to a module whose ``lower_property(spec, decl)`` returns the
+IR items (run by ``hdsl.planner.run_item``); without the module the property
+gets an ``E601 ... not supported by this version`` diagnostic.
 """
 
 from __future__ import annotations
