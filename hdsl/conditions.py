@@ -124,16 +124,29 @@ class ConditionBuilder:
             return {self.class_index(item) for item in e.items}
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "ancestor":
             return self.ancestor(e)
-        self.fail(E_NOT_CONDITION, "expected a set of classes: {a, b} or ancestor(h, y, level k)", e)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "group":
+            return self.group(e)
+        self.unknown_function(e)
+        self.fail(E_NOT_CONDITION, "expected a set of classes: {a, b}, group(h, node) or ancestor(h, y, level k)", e)
 
-    def ancestor(self, call: ast.Call) -> set[int]:
+    def group(self, call: ast.Call) -> set[int]:
+        """``group(h, node)``: the classes under the node of that name in hierarchy ``h``."""
         pos = [a for a in call.args if not isinstance(a, ast.Keywords)]
-        kws = [k for a in call.args if isinstance(a, ast.Keywords) for k in a.items]
-        if len(pos) != 2 or len(kws) != 1 or kws[0].key != "level":
-            self.fail(E_ARGS, "ancestor takes a hierarchy, a class and a level: ancestor(h, y, level 1)", call)
-        h_node, cls_node = pos
+        if len(pos) != 2 or len(pos) != len(call.args) or not isinstance(pos[1], ast.Name):
+            self.fail(E_ARGS, "group takes a hierarchy and a node name: group(h, mammal)", call)
+        h = self.hierarchy(pos[0], "group")
+        from hdsl.hierarchy import iter_nodes, node_name
+
+        nodes = {node_name(n): n for _, n in iter_nodes(h.root)}
+        name = pos[1].id
+        if name not in nodes:
+            self.fail(E_UNKNOWN, f"hierarchy '{h.name}' has no node '{name}'", pos[1], suggest(name, nodes))
+        return set(h.class_indices(nodes[name]))
+
+    def hierarchy(self, h_node, what: str):
+        """The hierarchy named by ``h_node``, checked against the model's classes."""
         if not isinstance(h_node, ast.Name):
-            self.fail(E_ARGS, "the first argument of ancestor is a hierarchy name", h_node)
+            self.fail(E_ARGS, f"the first argument of {what} is a hierarchy name", h_node)
         sym = self.spec.symbols.get(h_node.id)
         if sym is None or sym.kind != "hierarchy":
             self.fail(E_UNKNOWN if sym is None else E_WRONG_KIND,
@@ -152,6 +165,15 @@ class ConditionBuilder:
                                f"has {self.n} outputs", h_node)
         if h not in self.plan.hierarchies:
             self.plan.hierarchies.append(h)
+        return h
+
+    def ancestor(self, call: ast.Call) -> set[int]:
+        pos = [a for a in call.args if not isinstance(a, ast.Keywords)]
+        kws = [k for a in call.args if isinstance(a, ast.Keywords) for k in a.items]
+        if len(pos) != 2 or len(kws) != 1 or kws[0].key != "level":
+            self.fail(E_ARGS, "ancestor takes a hierarchy, a class and a level: ancestor(h, y, level 1)", call)
+        h_node, cls_node = pos
+        h = self.hierarchy(h_node, "ancestor")
         cls = self.class_index(cls_node)
         level_node = kws[0].value
         if isinstance(level_node, ast.AllLevels):

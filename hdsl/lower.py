@@ -60,7 +60,7 @@ MEASURE_HOOKS: dict[str, tuple[str, str]] = {
     "iia": ("hdsl.causal.spec", "interchange-intervention (iia)"),
     "certified_radius": ("hdsl.radius.spec", "certified-radius"),
 }
-BUILTINS = ("linf", "box", "union", "ancestor") + tuple(MEASURE_HOOKS)
+BUILTINS = ("linf", "box", "union", "ancestor", "group") + tuple(MEASURE_HOOKS)
 
 
 @dataclass

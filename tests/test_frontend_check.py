@@ -87,6 +87,7 @@ BAD = [
      "E202", "hh,"),
     ("property p = forall (x, y) in test: forall x2 in linff(x, 0.1): argmax net(x2) == y", "E202", "linff"),
     ("property p = forall x in test: argmx(net(x)) == cat", "E202", "argmx"),
+    ("property p = forall x in test: argmax net(x) in group(h, animals)", "E202", "animals"),
     # hierarchies (codes from hdsl.hierarchy)
     ("hierarchy h2 over c4 { a { cat dog } b { car truck cat } }", "H011", "cat }"),
     ("hierarchy h2 over c4 { a { cat dog car truck } b { } }", "H013", "b {"),
@@ -323,3 +324,10 @@ def test_union_of_boxes(workspace):
     spec = run(workspace, PRELUDE + "property u = forall (x, y) in test: forall x2 in union(box(0, 1), linf(x, 0.1)): "
                                     "argmax net(x2) == y\n")
     assert [d.code for d in errors(spec)] == ["E310"]
+
+
+def test_group_of_a_hierarchy_node(workspace):
+    spec = run(workspace, PRELUDE + "property g = forall x in box(0, 1): argmax net(x) in group(h, vehicle)\n")
+    (q,) = lower(spec).checks[0].items
+    assert q.spec.violated_by([1, 0, 0, 0]) and not q.spec.violated_by([0, 0, 0, 1])
+    assert len(q.spec.unsafe) == 2 and all(len(c.constraints) == 2 for c in q.spec.unsafe)
