@@ -401,3 +401,29 @@ def test_semantic_tokens_colour_uses_by_what_they_name(spec_file):
     assert tokens[(at("check"), "p")] == ("property", False)
     assert tokens[(at("model m2"), "c3")] == ("type", False)  # after "𝔼é": found at its UTF-16 column
     assert not any(w in ("linf", "ancestor") for _, w in tokens)  # built-ins keep the grammar's colour
+
+
+def _apply(text: str, edit: lsp.TextEdit) -> str:
+    src = SourceFile("x", text)
+    start = offset_at(src, edit.range.start.line, edit.range.start.character)
+    end = offset_at(src, edit.range.end.line, edit.range.end.character)
+    return text[:start] + edit.new_text + text[end:]
+
+
+@pytest.mark.parametrize("text,new", [
+    ('data d = npz "𝔼.npz" take 1  classes cifar = a b\nhierarchy h over cifr { g { a b } }\n', "cifar"),
+    ('const k = 1\nproperty p = "𝔼é" in {1} and argmax n(x) = 3\n', "=="),
+])
+def test_quick_fixes_apply_the_hint(tmp_path, text, new):
+    from hdsl.lsp.features import code_actions
+
+    uri = (tmp_path / "q.hspec").as_uri()
+    diags = diagnostics_for(uri, text)
+    fixable = [d for d in diags if d.data]
+    assert [d.data for d in fixable] == [{"replace": new}]
+    (action,) = code_actions(uri, diags)
+    assert action.kind == lsp.CodeActionKind.QuickFix and action.diagnostics == fixable
+    (edit,) = action.edit.changes[uri]
+    fixed = _apply(text, edit)
+    after = diagnostics_for(uri, fixed)
+    assert not any(d.code == fixable[0].code and d.range.start == fixable[0].range.start for d in after)

@@ -70,6 +70,10 @@ async def _session(tmp_path):
             lsp.DefinitionParams(doc, _at(SPEC, "k * 2")))
         out["format"] = await client.text_document_formatting_async(
             lsp.DocumentFormattingParams(doc, lsp.FormattingOptions(2, True)))
+        (unknown,) = out["watched"].diagnostics  # sent back as the client got it (its data included)
+        out["actions"] = await client.text_document_code_action_async(
+            lsp.CodeActionParams(doc, unknown.range, lsp.CodeActionContext(diagnostics=[unknown])))
+        out["tokens"] = await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(doc))
         return out
     finally:
         try:
@@ -84,7 +88,9 @@ async def _session(tmp_path):
 def test_stdio_session(tmp_path):
     out = asyncio.run(asyncio.wait_for(_session(tmp_path), 120))
     assert out["init"].capabilities.position_encoding == lsp.PositionEncodingKind.Utf16
-    assert out["init"].capabilities.hover_provider and out["init"].capabilities.definition_provider
+    caps = out["init"].capabilities
+    assert caps.hover_provider and caps.definition_provider and caps.references_provider
+    assert caps.semantic_tokens_provider.legend.token_types[0] == "enumMember"
 
     (d,) = out["open"].diagnostics
     assert d.code == "E102" and d.source == "hdsl"
@@ -115,3 +121,8 @@ def test_stdio_session(tmp_path):
 
     (edit,) = out["format"]
     assert edit.new_text == format_text(SPEC) and edit.range.start == lsp.Position(0, 0)
+
+    (action,) = out["actions"]
+    (edit,) = action.edit.changes[(tmp_path / "spec.hspec").as_uri()]
+    assert edit.new_text == "c" and edit.range.start == _at(SPEC, "cc")
+    assert len(out["tokens"].data) % 5 == 0 and out["tokens"].data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lsprotocol import types as lsp
@@ -30,7 +31,39 @@ def to_lsp_diagnostic(d: Diagnostic, a: Analysis) -> lsp.Diagnostic:
     rng = span_range(span) if span is not None else lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0))
     severity = {Severity.ERROR: lsp.DiagnosticSeverity.Error, Severity.WARNING: lsp.DiagnosticSeverity.Warning,
                 Severity.NOTE: lsp.DiagnosticSeverity.Information}[d.severity]
-    return lsp.Diagnostic(rng, message, severity=severity, code=d.code, source="hdsl")
+    data = _fix(d) if span is d.span else None
+    return lsp.Diagnostic(rng, message, severity=severity, code=d.code, source="hdsl", data=data)
+
+
+_DID_YOU_MEAN = re.compile(r"did you mean '([A-Za-z_][A-Za-z0-9_]*)'\?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _fix(d: Diagnostic) -> dict | None:
+    """The replacement a diagnostic's hint proposes for its span (a quick fix), if it proposes one."""
+    if d.span is None or not d.hint:
+        return None
+    text = d.span.text
+    m = _DID_YOU_MEAN.search(d.hint)
+    if m and _NAME.match(text) and text != m.group(1):
+        return {"replace": m.group(1)}
+    if text == "=" and "'=='" in d.hint:
+        return {"replace": "=="}
+    return None
+
+
+def code_actions(uri: str, diagnostics: list[lsp.Diagnostic]) -> list[lsp.CodeAction]:
+    """Quick fixes for the client's diagnostics that carry a replacement (from ``to_lsp_diagnostic``)."""
+    actions = []
+    for diag in diagnostics:
+        data = diag.data if isinstance(diag.data, dict) else None
+        new = data.get("replace") if data else None
+        if diag.source != "hdsl" or not isinstance(new, str):
+            continue
+        edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(diag.range, new)]})
+        actions.append(lsp.CodeAction(f"Replace with '{new}'", kind=lsp.CodeActionKind.QuickFix, edit=edit,
+                                      diagnostics=[diag], is_preferred=True))
+    return actions
 
 
 def _import_span(a: Analysis, other: str) -> Span | None:
@@ -54,4 +87,4 @@ def diagnostics_for(uri: str, text: str, deep: bool = True) -> list[lsp.Diagnost
     return lsp_diagnostics(analyse(uri, text, deep))
 
 
-__all__ = ["diagnostics_for", "lsp_diagnostics", "path_to_uri", "to_lsp_diagnostic"]
+__all__ = ["code_actions", "diagnostics_for", "lsp_diagnostics", "path_to_uri", "to_lsp_diagnostic"]

@@ -150,6 +150,12 @@ def semantic_tokens_full(ls: HdslLanguageServer, params: lsp.SemanticTokensParam
     return features.semantic_tokens(ls.analysis(params.text_document.uri))
 
 
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def code_action(ls: HdslLanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    return features.code_actions(params.text_document.uri, list(params.context.diagnostics))
+
+
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
 def formatting(ls: HdslLanguageServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
     uri = params.text_document.uri
