@@ -427,3 +427,16 @@ def test_quick_fixes_apply_the_hint(tmp_path, text, new):
     fixed = _apply(text, edit)
     after = diagnostics_for(uri, fixed)
     assert not any(d.code == fixable[0].code and d.range.start == fixable[0].range.start for d in after)
+
+
+def test_hdsl_lsp_without_pygls_is_a_diagnostic(monkeypatch, capsys):
+    import sys
+
+    from hdsl.cli import main
+
+    monkeypatch.setitem(sys.modules, "hdsl.lsp.server", None)  # as if pygls were not installed
+    with pytest.raises(SystemExit) as exit_:
+        main(["lsp"])
+    assert exit_.value.code == 3
+    err = capsys.readouterr().err
+    assert "E901" in err and "pip install 'hdsl[lsp]'" in err

@@ -1,4 +1,4 @@
-"""End to end: start ``python -m hdsl.lsp`` over stdio with a pygls client and talk LSP to it."""
+"""End to end: start ``hdsl lsp --stdio`` with a pygls client and talk LSP to it."""
 
 import asyncio
 import sys
@@ -36,7 +36,7 @@ async def _session(tmp_path):
     def _diagnostics(params: lsp.PublishDiagnosticsParams):
         published.put_nowait(params)
 
-    await client.start_io(sys.executable, "-m", "hdsl.lsp")
+    await client.start_io(sys.executable, "-m", "hdsl", "lsp", "--stdio")  # as the VS Code client starts it
     try:
         # The client would rather count UTF-8 bytes; the server must still answer in UTF-16.
         caps = lsp.ClientCapabilities(general=lsp.GeneralClientCapabilities(
