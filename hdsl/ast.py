@@ -293,9 +293,17 @@ class PropertyDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class Duration:
+    """A time with its unit, as written: ``60s``, ``500ms``, ``2min``, ``1h``."""
+
+    text: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class CheckOption:
     key: str  # timeout | backend
-    value: Expr | Ident | String  # timeout: a Number, or a String holding a duration such as "60s"
+    value: Expr | Ident | Duration  # timeout: a Duration or a number of seconds; backend: an Ident
     span: Span | None = _span()
 
 

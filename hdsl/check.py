@@ -481,10 +481,13 @@ def check_checks(spec: Spec) -> None:
         timeout, backend = None, "auto"
         for opt in stmt.options:
             if opt.key == "timeout":
-                if isinstance(opt.value, ast.String):
-                    timeout = parse_duration(opt.value.value)
+                if isinstance(opt.value, ast.Duration):
+                    timeout = parse_duration(opt.value.text)
                 else:
                     v = spec.fold(opt.value)
+                    if isinstance(v, tuple):
+                        spec.error(E_BAD_VALUE, "the timeout is a number of seconds or a duration such as 60s",
+                                   opt.value.span)
                     timeout = None if v is None or isinstance(v, tuple) else float(v)
                 if timeout is not None and timeout <= 0:
                     spec.error(E_BAD_VALUE, "the timeout must be positive", opt.value.span)

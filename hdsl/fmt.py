@@ -230,7 +230,7 @@ class _Printer:
     def _check_option(o: ast.CheckOption) -> str:
         if o.key == "backend":
             return f"backend {o.value.name}"
-        return f"timeout {o.value.value if isinstance(o.value, ast.String) else _sum(o.value)}"
+        return f"timeout {o.value.text if isinstance(o.value, ast.Duration) else _sum(o.value)}"
 
     def block(self, s, head: str, has_block: bool, items, render, tail: str) -> None:
         if not has_block:

@@ -207,7 +207,7 @@ class ToAst(Transformer):
     def check_timeout(self, c):
         value = c[1]
         if isinstance(value, Token):
-            value = ast.String(str(value), Span(self._file, value.start_pos, value.end_pos))
+            value = ast.Duration(str(value), Span(self._file, value.start_pos, value.end_pos))
         return ast.CheckOption("timeout", value, self._sp(c))
 
     def check_backend(self, c):
