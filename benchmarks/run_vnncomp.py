@@ -62,7 +62,6 @@ def run(args) -> int:
     truth_path = folder / "ground_truth.csv"
     truth = read_truth(truth_path) if truth_path.exists() else None
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    rows: list = []
     out = Path(args.json)
 
     def dump(report: BenchReport | None, done: bool) -> None:
