@@ -440,3 +440,21 @@ def test_hdsl_lsp_without_pygls_is_a_diagnostic(monkeypatch, capsys):
     assert exit_.value.code == 3
     err = capsys.readouterr().err
     assert "E901" in err and "pip install 'hdsl[lsp]'" in err
+
+
+def test_statement_snippets_parse_and_appear_at_line_starts(spec_file):
+    import re
+
+    from hdsl.lsp.completion import SNIPPETS
+    from hdsl.parser import parse_text
+
+    for word, snippet in SNIPPETS.items():  # with every placeholder at its default, a snippet is a statement
+        text = re.sub(r"\$\{\d+\|([^,|]+)[^}]*\}", r"\1", snippet)
+        text = re.sub(r"\$\{\d+:([^}]*)\}", r"\1", text)
+        assert "$" not in text and type(parse_text(text).statements[0]).__name__.lower().startswith(word[:4])
+    a = analyse(spec_file.as_uri(), SPEC + "\n")
+    items = complete_at(a, len(SPEC.split("\n")), 0)
+    snippets = {i.filter_text for i in items if i.kind == lsp.CompletionItemKind.Snippet}
+    assert snippets == set(SNIPPETS)
+    inline = complete_at(a, *_pos(SPEC, "check p", 0, 6))  # after `check `: no statement templates
+    assert not any(i.kind == lsp.CompletionItemKind.Snippet for i in inline)

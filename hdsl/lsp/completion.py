@@ -97,9 +97,31 @@ def complete_at(a: Analysis, line: int, character: int) -> list[lsp.CompletionIt
     items = [lsp.CompletionItem(words[t], kind=lsp.CompletionItemKind.Keyword, detail="keyword",
                                 sort_text="1" + words[t])
              for t in sorted(accepts) if t in words]
+    line_start = text.rfind("\n", 0, prefix_end) + 1
+    if not text[line_start:prefix_end].strip():  # at the start of a line: whole statements too
+        items.extend(_snippet(word) for word in SNIPPETS if word in {words.get(t) for t in accepts})
     if "NAME" in accepts:
         items.extend(_name_items(a, prefix, offset))
     return items
+
+
+# Statement templates (LSP snippet syntax), offered where their first word is accepted.
+SNIPPETS = {
+    "classes": "classes ${1:labels} = ${2:class1 class2}",
+    "hierarchy": "hierarchy ${1:name} over ${2:labels} {\n  ${3:group} { ${4:class1 class2} }\n}",
+    "model": 'model ${1:net} = onnx "${2:model.onnx}" {\n  input [${3:3, 32, 32}] in [${4:0, 1}]\n'
+             "  outputs ${5:labels}\n}",
+    "data": 'data ${1:test} = ${2|npz,npy,csv|} "${3:data.npz}" take ${4:100}',
+    "property": "property ${1:robust} =\n  forall (x, y) in ${2:test}:\n    forall x2 in linf(x, ${3:2/255}):\n"
+                "      argmax ${4:net}(x2) == y",
+    "check": "check ${1:robust} timeout ${2:60s}",
+}
+
+
+def _snippet(word: str) -> lsp.CompletionItem:
+    return lsp.CompletionItem(f"{word} …", kind=lsp.CompletionItemKind.Snippet, detail=f"{word} statement",
+                              insert_text=SNIPPETS[word], insert_text_format=lsp.InsertTextFormat.Snippet,
+                              filter_text=word, sort_text="3" + word)
 
 
 def _in_literal(text: str, offset: int) -> bool:
