@@ -19,7 +19,10 @@ def _words(regex: str) -> list[str]:
 
 
 def test_lexer_keywords_equal_the_grammar_keywords():
-    assert set(KEYWORDS) == set(keywords())
+    missing, extra = set(keywords()) - set(KEYWORDS), set(KEYWORDS) - set(keywords())
+    assert not missing and not extra, (
+        f"reserved words {sorted(missing)} are not in hdsl.highlight.KEYWORD_GROUPS, {sorted(extra)} are no longer "
+        "reserved: edit the groups, then run python editors/vscode/sync_keywords.py")
     assert len(KEYWORDS) == sum(len(g) for g in KEYWORD_GROUPS.values())  # the groups do not overlap
 
 
@@ -41,3 +44,13 @@ def test_declared_name_rules_agree():
     for pattern in repo["declaration"]["patterns"]:
         guard = re.search(r"\(\?!(\\b\(\?:[a-z|]+\)\\b)\)", pattern["match"]).group(1)
         assert sorted(_words(guard)) == sorted(keywords())
+
+
+def test_the_sync_script_reproduces_the_grammar():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_keywords", ROOT / "editors" / "vscode" / "sync_keywords.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    grammar = json.loads(TM.read_text(encoding="utf-8"))
+    assert sync.synced(json.loads(TM.read_text(encoding="utf-8"))) == grammar
