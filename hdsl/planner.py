@@ -32,6 +32,9 @@ PORTFOLIO: list[str] = ["bounds"]
 
 HANDLERS: dict[type, Callable[[Any, Budget], AnyResult]] = {}
 
+# Fraction of the time left that a portfolio backend may use when later backends follow it.
+SHARE: dict[str, float] = {}
+
 
 def register_handler(item_type: type, fn: Callable[[Any, Budget], AnyResult]) -> None:
     """Decide/measure items of ``item_type`` with ``fn(item, budget)``."""
@@ -131,7 +134,10 @@ def _portfolio(query: Query, budget: Budget, names: list[str], best: Result | No
         if name not in backends.REGISTRY or not backends.available(name):
             continue
         tried.append(name)
-        r = _run_backend(name, query, budget)
+        sub = budget
+        if name in SHARE and name != names[-1]:
+            sub = Budget(min(budget.deadline, time.monotonic() + SHARE[name] * budget.left()))
+        r = _run_backend(name, query, sub)
         if r.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
             return _with(r, time_s=time.monotonic() - t0)
         best = _better(best, r)
@@ -180,6 +186,11 @@ def solve_queries(queries: list[Query], budget: Budget | float | None = None) ->
 
 
 register_handler(Query, solve_query)
+
+# --- complete verification (hdsl.bab, hdsl.backends.z3): branch and bound with exact leaves, then Z3.
+add_to_portfolio("bab", after="bounds")
+add_to_portfolio("z3", after="bab")
+SHARE.update(bounds=0.25, bab=0.85)
 
 # --- hierarchy (hdsl.hierarchy_check): queries with a level go through the level-aware driver
 # first (shared bounds, λ for the disjunction, propagation across levels), the rest to solve_query.

@@ -78,3 +78,5 @@ def get(name: str) -> Backend:
 
 register("bounds", "hdsl.backends.bounds:BoundsBackend")
 register("attack", "hdsl.backends.bounds:AttackBackend")
+register("bab", "hdsl.bab.backend:BabBackend")
+register("z3", "hdsl.backends.z3:Z3Backend")

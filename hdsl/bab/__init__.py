@@ -1,0 +1,1 @@
+"""Branch and bound: input splitting (low-dimensional inputs) and ReLU splitting (high-dimensional)."""

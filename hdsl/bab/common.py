@@ -1,0 +1,29 @@
+"""What the branch-and-bound searches return, and the float32 slack per box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hdsl.exact.fperr import output_error, spec_slack
+from hdsl.exact.net import PwlNet
+from hdsl.results import Counterexample
+
+
+@dataclass
+class BabOutcome:
+    status: str  # "proved" | "falsified" | "unknown" | "timeout"
+    counterexample: Counterexample | None = None
+    message: str = ""
+    stats: dict = field(default_factory=dict)
+    decided_by: str = "bab"  # "bab" or "z3" (when an exact leaf produced the counterexample)
+
+
+def batch_slack(net: PwlNet, A: np.ndarray, pre_np, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per box and spec row: float32 rounding slack plus a float64 allowance, (B, R)."""
+    mags = [np.maximum(np.abs(lo), np.abs(hi))]
+    for (l, u), layer in zip(pre_np[:-1], net.layers[:-1]):
+        mags.append(np.maximum(u, 0) if layer.relu else np.maximum(np.abs(l), np.abs(u)))
+    err = output_error(net.layers, mags, [u for _, u in pre_np])
+    return spec_slack(A, err) + 1e-9

@@ -1,0 +1,234 @@
+"""Branch and bound by splitting the input box (for low-dimensional inputs, e.g. ACAS Xu).
+
+Each round takes a batch of boxes from a stack (depth first, so memory stays
+small and counterexamples surface early), bounds the spec rows with batched
+CROWN, and:
+
+* drops a box when every unsafe disjunct is excluded on it by a margin larger
+  than the float32 slack of that box;
+* tries the box centre and, per open disjunct, the vertex that minimises the
+  CROWN bound of its best row as counterexamples (float32 forward, then replay);
+* sends nearly linear boxes (few unstable ReLUs) or boxes that cannot be split
+  further to Z3, which decides them exactly;
+* splits the rest in half along the dimension with the largest *smear*
+  ``|coef_i| * width_i`` of the open rows (the input's estimated contribution
+  to the bound's looseness, as in Wang et al., ReluVal, 2018).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from hdsl.bab.common import BabOutcome, batch_slack
+from hdsl.bab.crown import TorchNet, crown
+from hdsl.exact.decide import Replayer, decide_exact
+from hdsl.exact.net import PwlNet
+from hdsl.exact.smt import to_float32_in_box
+from hdsl.exact.spec import SpecRows
+
+_VERBOSE = bool(os.environ.get("HDSL_BAB_VERBOSE"))
+
+
+def sub_rows(rows: SpecRows, keep: np.ndarray) -> SpecRows:
+    """The rows of the disjuncts flagged in ``keep`` (K,), renumbered."""
+    ks = np.nonzero(keep)[0]
+    remap = {int(k): i for i, k in enumerate(ks)}
+    sel = np.isin(rows.disjunct, ks)
+    return SpecRows(
+        rows.A[sel],
+        rows.d[sel],
+        rows.strict[sel],
+        np.array([remap[int(k)] for k in rows.disjunct[sel]], dtype=int),
+        len(ks),
+    )
+
+
+def _best_rows(rows: SpecRows, lb: np.ndarray, excl: np.ndarray) -> list[np.ndarray]:
+    """Per open disjunct k: (B,) index of its row with the highest lower bound (-1 if excluded)."""
+    out = []
+    for k in range(rows.n_disjuncts):
+        idx = np.nonzero(rows.disjunct == k)[0]
+        if len(idx) == 0:
+            out.append(np.full(lb.shape[0], -1))
+            continue
+        best = idx[np.argmax(lb[:, idx], axis=1)]
+        out.append(np.where(excl[:, k], -1, best))
+    return out
+
+
+def try_candidates(net: PwlNet, rows: SpecRows, points: np.ndarray, los, his, replay: Replayer):
+    """Float32 forward on candidate points (each with its box); replay the violating ones."""
+    if len(points) == 0:
+        return None
+    y = net.forward(points.astype(np.float32), dtype=np.float32)
+    bad = np.nonzero(rows.violated(y.astype(np.float64)))[0]
+    for i in bad[:8]:
+        x32 = to_float32_in_box(points[i], los[i], his[i])
+        if x32 is None:
+            continue
+        ce = replay(x32)
+        if ce is not None:
+            return ce
+    return None
+
+
+def input_split(
+    net: PwlNet,
+    rows: SpecRows,
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    replay: Replayer,
+    deadline: float,
+    *,
+    batch: int = 256,
+    z3_unstable: int = 4,
+    z3_leaf_s: float = 5.0,
+    use_z3: bool = True,
+    max_queue: int = 2_000_000,
+    intermediate: str = "adaptive",
+    hybrid_min_unstable: int = 0,
+) -> BabOutcome:
+    t0 = time.monotonic()
+    tn = TorchNet.of(net)
+    if rows.n_disjuncts == 0:
+        return BabOutcome("proved", message="the unsafe set is empty")
+    C = torch.as_tensor(rows.A)
+    d = torch.as_tensor(rows.d)
+    K = rows.n_disjuncts
+    lo_q = np.concatenate([np.atleast_2d(p[0]) for p in parts]).astype(np.float64)
+    hi_q = np.concatenate([np.atleast_2d(p[1]) for p in parts]).astype(np.float64)
+    mask_q = np.zeros((len(lo_q), K), dtype=bool)
+    depth_q = np.zeros(len(lo_q), dtype=int)
+    widths = [int(l.weight.shape[0]) for l in net.layers]
+    # Parent pre-activation bounds (valid on the children), stored in float32 rounded outward.
+    plo_q = [np.full((len(lo_q), w), -np.inf, dtype=np.float32) for w in widths]
+    phi_q = [np.full((len(lo_q), w), np.inf, dtype=np.float32) for w in widths]
+    stats = {"boxes": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "min_lb": float("inf")}
+
+    while len(lo_q):
+        if time.monotonic() >= deadline:
+            return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(lo_q)} boxes open")
+        if len(lo_q) > max_queue:
+            return BabOutcome("unknown", stats=_fin(stats, t0), message="too many open boxes")
+        n = min(batch, len(lo_q))
+        lo, hi, mask, depth = lo_q[-n:], hi_q[-n:], mask_q[-n:], depth_q[-n:]
+        prior = [(torch.as_tensor(a[-n:], dtype=torch.float64), torch.as_tensor(b[-n:], dtype=torch.float64))
+                 for a, b in zip(plo_q, phi_q)]
+        lo_q, hi_q, mask_q, depth_q = lo_q[:-n], hi_q[:-n], mask_q[:-n], depth_q[:-n]
+        plo_q, phi_q = [a[:-n] for a in plo_q], [b[:-n] for b in phi_q]
+        stats["boxes"] += n
+        stats["rounds"] += 1
+        stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
+        if _VERBOSE:
+            print(f"[bab] round {stats['rounds']} open {len(lo_q) + n} depth {int(depth.max())} "
+                  f"t {time.monotonic() - t0:.1f}s min_lb {stats['min_lb']:.4g} z3 {stats['z3_leaves']}", flush=True)
+        passes = ["forward", "hybrid"] if intermediate == "adaptive" else [intermediate]
+        for mode in passes:
+            # Cheap forward bounds (intersected with the parent's) first; the boxes they leave
+            # open get CROWN intermediate bounds.
+            with torch.no_grad():
+                out = crown(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d, intermediate=mode, prior=prior)
+            lb = out.row_lb.numpy()
+            pre_np = [(l.numpy(), u.numpy()) for l, u in out.pre]
+            slack = batch_slack(net, rows.A, pre_np, lo, hi)
+            excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | mask
+            open_ = ~excl.all(axis=1)
+            if not open_.any():
+                break
+            idx = np.nonzero(open_)[0]
+            lo, hi, excl, depth, lb, mask = lo[idx], hi[idx], excl[idx], depth[idx], lb[idx], excl[idx]
+            coef = out.coef.numpy()[idx]
+            pre_np = [(l[idx], u[idx]) for l, u in pre_np]
+            prior = [(torch.as_tensor(l), torch.as_tensor(u)) for l, u in pre_np]
+            unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for (l, u), layer in zip(pre_np, net.layers)
+                           if layer.relu)
+            if mode == "forward" and unstable.max() <= hybrid_min_unstable:
+                break
+        if not open_.any():
+            continue
+        stats["min_lb"] = min(stats["min_lb"], float(lb.max(axis=1).min()))
+        best = _best_rows(rows, lb, excl)
+
+        # Candidate counterexamples: centres and the minimising vertices of open rows.
+        cands, clo, chi = [(lo + hi) / 2], [lo], [hi]
+        for b in best:
+            has = b >= 0
+            if has.any():
+                c = coef[np.nonzero(has)[0], b[has]]
+                cands.append(np.where(c > 0, lo[has], hi[has]))
+                clo.append(lo[has])
+                chi.append(hi[has])
+        ce = try_candidates(net, rows, np.concatenate(cands), np.concatenate(clo), np.concatenate(chi), replay)
+        if ce is not None:
+            return BabOutcome("falsified", ce, stats=_fin(stats, t0), decided_by="bab")
+
+        # Smear heuristic on the open disjuncts' best rows.
+        width = hi - lo
+        score = np.zeros_like(width)
+        for b in best:
+            has = b >= 0
+            if has.any():
+                r = np.nonzero(has)[0]
+                score[r] += np.abs(coef[r, b[has]]) * width[r]
+        flat = score.max(axis=1) <= 0
+        score[flat] = width[flat]  # no row information (all slopes zero): split the widest side
+        dim = np.argmax(score, axis=1)
+        rr = np.arange(len(lo))
+        mid = (lo[rr, dim] + hi[rr, dim]) / 2
+        splittable = (mid > lo[rr, dim]) & (mid < hi[rr, dim])
+        to_z3 = use_z3 & ((unstable <= z3_unstable) | ~splittable)
+        if not use_z3 and (~splittable).any():
+            return BabOutcome("unknown", stats=_fin(stats, t0), message="a box cannot be split further")
+        for i in np.nonzero(to_z3)[0]:
+            if time.monotonic() >= deadline:
+                return BabOutcome("timeout", stats=_fin(stats, t0), message="during exact leaves")
+            stats["z3_leaves"] += 1
+            keep = ~excl[i]
+            sub = sub_rows(rows, keep)
+            leaf_deadline = min(deadline, time.monotonic() + z3_leaf_s) if splittable[i] else deadline
+            res = decide_exact(
+                net, sub, lo[i], hi[i], replay, leaf_deadline, pre=[(l[i], u[i]) for l, u in pre_np]
+            )
+            if res.status == "falsified":
+                return BabOutcome("falsified", res.counterexample, stats=_fin(stats, t0), decided_by="z3")
+            if res.status == "proved":
+                continue
+            if not splittable[i]:
+                return BabOutcome("unknown", stats=_fin(stats, t0), message=f"exact leaf: {res.status} {res.message}")
+            to_z3[i] = False  # undecided in its time slice: keep splitting it
+        split = np.nonzero(~to_z3)[0]
+        if len(split):
+            lo_s, hi_s, dim_s, mid_s = lo[split], hi[split], dim[split], mid[split]
+            r = np.arange(len(split))
+            left_hi = hi_s.copy()
+            left_hi[r, dim_s] = mid_s
+            right_lo = lo_s.copy()
+            right_lo[r, dim_s] = mid_s
+            lo_q = np.concatenate([lo_q, lo_s, right_lo])
+            hi_q = np.concatenate([hi_q, left_hi, hi_s])
+            mask_q = np.concatenate([mask_q, excl[split], excl[split]])
+            depth_q = np.concatenate([depth_q, depth[split] + 1, depth[split] + 1])
+            for k, (l, u) in enumerate(pre_np):
+                l32, u32 = _down32(l[split]), _up32(u[split])
+                plo_q[k] = np.concatenate([plo_q[k], l32, l32])
+                phi_q[k] = np.concatenate([phi_q[k], u32, u32])
+    return BabOutcome("proved", stats=_fin(stats, t0))
+
+
+def _down32(a: np.ndarray) -> np.ndarray:
+    a32 = a.astype(np.float32)
+    return np.where(a32.astype(np.float64) > a, np.nextafter(a32, np.float32(-np.inf)), a32)
+
+
+def _up32(a: np.ndarray) -> np.ndarray:
+    a32 = a.astype(np.float32)
+    return np.where(a32.astype(np.float64) < a, np.nextafter(a32, np.float32(np.inf)), a32)
+
+
+def _fin(stats: dict, t0: float) -> dict:
+    stats = dict(stats)
+    stats["time_s"] = round(time.monotonic() - t0, 4)
+    return stats

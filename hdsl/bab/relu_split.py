@@ -1,0 +1,161 @@
+"""Branch and bound by splitting unstable ReLUs (for high-dimensional inputs, e.g. MNIST).
+
+A domain is the input box plus a set of split decisions ``z_j >= 0`` /
+``z_j <= 0``. Each round bounds a batch of domains with CROWN under their
+splits (``hdsl.bab.crown``; layers before the newest split keep their parent's
+bounds), drops domains whose every unsafe disjunct is excluded (or whose
+splits are contradictory: a clamped interval became empty), tries the CROWN
+minimising vertex as a counterexample, and splits the unstable neuron with the
+best BaBSR-like score (Bunel et al., 2020): the looseness its relaxation adds
+to the bound of the open row, ``max(-lam, 0) * (-l u / (u - l))`` for the
+upper-relaxation intercept plus a share for the lower one.
+
+Bounds under splits are not tight (no beta multipliers), so domains with few
+unstable ReLUs left go to Z3, which decides them exactly, split constraints
+included; this makes the search complete.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from hdsl.bab.common import BabOutcome, batch_slack
+from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
+from hdsl.exact.decide import Replayer, decide_exact
+from hdsl.exact.net import PwlNet
+from hdsl.exact.spec import SpecRows
+
+
+def relu_split(
+    net: PwlNet,
+    rows: SpecRows,
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    replay: Replayer,
+    deadline: float,
+    *,
+    batch: int = 32,
+    z3_unstable: int = 12,
+    z3_leaf_s: float = 10.0,
+    use_z3: bool = True,
+    max_domains: int = 200_000,
+) -> BabOutcome:
+    t0 = time.monotonic()
+    if rows.n_disjuncts == 0:
+        return BabOutcome("proved", message="the unsafe set is empty")
+    tn = TorchNet.of(net)
+    C, d = torch.as_tensor(rows.A), torch.as_tensor(rows.d)
+    L = len(net.layers)
+    relu_layers = [k for k in range(L) if net.layers[k].relu]
+    widths = [int(l.weight.shape[0]) for l in net.layers]
+    stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0}
+    # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth)
+    queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0) for b in range(len(parts))]
+    while queue:
+        if time.monotonic() >= deadline:
+            return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
+        if len(queue) > max_domains:
+            return BabOutcome("unknown", stats=_fin(stats, t0), message="too many open domains")
+        doms = queue[-batch:]
+        del queue[-batch:]
+        n = len(doms)
+        stats["domains"] += n
+        stats["rounds"] += 1
+        stats["max_depth"] = max(stats["max_depth"], max(dm[5] for dm in doms))
+        lo = np.stack([parts[dm[0]][0] for dm in doms]).astype(np.float64)
+        hi = np.stack([parts[dm[0]][1] for dm in doms]).astype(np.float64)
+        fixed = [
+            torch.as_tensor(np.stack([dm[1].get(k, np.zeros(widths[k], np.int8)) for dm in doms]))
+            if net.layers[k].relu else None
+            for k in range(L)
+        ]
+        start = min(dm[3] for dm in doms)
+        reuse = None
+        if all(dm[2] is not None for dm in doms) and start > 0:
+            reuse = [
+                (torch.as_tensor(np.stack([dm[2][k][0] for dm in doms])),
+                 torch.as_tensor(np.stack([dm[2][k][1] for dm in doms])))
+                for k in range(L)
+            ]
+        else:
+            start = 0
+        with torch.no_grad():
+            out = crown(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d, fixed=fixed, reuse=reuse, start=start)
+        lb = out.row_lb.numpy()
+        pre_np = [(l.numpy(), u.numpy()) for l, u in out.pre]
+        empty = np.zeros(n, dtype=bool)
+        for l_, u_ in pre_np:
+            empty |= (l_ > u_ + 1e-9 * (1 + np.abs(u_))).any(axis=1)
+        stats["infeasible"] += int(empty.sum())
+        slack = batch_slack(net, rows.A, pre_np, lo, hi)
+        excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | np.stack([dm[4] for dm in doms])
+        open_ = ~excl.all(axis=1) & ~empty
+        if not open_.any():
+            continue
+        idx = np.nonzero(open_)[0]
+        coef = out.coef.numpy()
+        best = _best_rows(rows, lb, excl)
+        cands, clo, chi = [], [], []
+        for b in best:
+            has = (b >= 0) & open_
+            if has.any():
+                r = np.nonzero(has)[0]
+                cands.append(np.where(coef[r, b[r]] > 0, lo[r], hi[r]))
+                clo.append(lo[r])
+                chi.append(hi[r])
+        if cands:
+            ce = try_candidates(net, rows, np.concatenate(cands), np.concatenate(clo), np.concatenate(chi), replay)
+            if ce is not None:
+                return BabOutcome("falsified", ce, stats=_fin(stats, t0), decided_by="bab")
+        # Score unstable, unfixed neurons on the worst open disjunct's best row.
+        worst_row = np.full(n, -1)
+        worst_val = np.full(n, np.inf)
+        for b in best:
+            has = b >= 0
+            val = np.where(has, lb[np.arange(n), np.maximum(b, 0)], np.inf)
+            better = has & (val < worst_val)
+            worst_row = np.where(better, b, worst_row)
+            worst_val = np.where(better, val, worst_val)
+        for i in idx:
+            dm = doms[i]
+            r = int(worst_row[i])
+            best_score, best_k, best_j, n_unstable = 0.0, -1, -1, 0
+            for k in relu_layers:
+                l_, u_ = pre_np[k][0][i], pre_np[k][1][i]
+                unst = (l_ < 0) & (u_ > 0)
+                n_unstable += int(unst.sum())
+                if not unst.any() or r < 0 or out.lam[k] is None:
+                    continue
+                lam = out.lam[k][i, r].numpy()
+                t_up = np.where(unst, -l_ * u_ / np.where(unst, u_ - l_, 1.0), 0.0)
+                score = np.maximum(-lam, 0) * t_up + 0.1 * np.maximum(lam, 0) * np.minimum(u_, -l_) * unst
+                score = np.where(unst, score + 1e-12 * (u_ - l_), -1.0)
+                j = int(np.argmax(score))
+                if score[j] > best_score:
+                    best_score, best_k, best_j = float(score[j]), k, j
+            pre_i = [(l_[i].copy(), u_[i].copy()) for l_, u_ in pre_np]
+            if use_z3 and (n_unstable <= z3_unstable or best_k < 0):
+                stats["z3_leaves"] += 1
+                fx = [dm[1].get(k, np.zeros(widths[k], np.int8)) if net.layers[k].relu else None for k in range(L)]
+                leaf_deadline = deadline if best_k < 0 else min(deadline, time.monotonic() + z3_leaf_s)
+                res = decide_exact(net, sub_rows(rows, ~excl[i]), parts[dm[0]][0], parts[dm[0]][1], replay,
+                                   leaf_deadline, fixed=fx, pre=pre_i)
+                if res.status == "falsified":
+                    return BabOutcome("falsified", res.counterexample, stats=_fin(stats, t0), decided_by="z3")
+                if res.status == "proved":
+                    continue
+                if best_k < 0:
+                    return BabOutcome("unknown" if res.status == "unknown" else "timeout", stats=_fin(stats, t0),
+                                      message=f"exact leaf: {res.status} {res.message}")
+            if best_k < 0:
+                return BabOutcome("unknown", stats=_fin(stats, t0), message="no neuron left to split")
+            for sign in (-1, 1):
+                fx = {k: v.copy() for k, v in dm[1].items()}
+                fx.setdefault(best_k, np.zeros(widths[best_k], np.int8))[best_j] = sign
+                queue.append((dm[0], fx, pre_i, best_k + 1, excl[i].copy(), dm[5] + 1))
+        if time.monotonic() >= deadline:
+            return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
+    return BabOutcome("proved", stats=_fin(stats, t0))

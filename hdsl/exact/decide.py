@@ -1,0 +1,137 @@
+"""Decide one box exactly with Z3: prove, or find a counterexample that replays.
+
+The verdict logic, shared by the Z3 backend and the branch-and-bound leaves:
+
+1. Ask for a violation of the *relaxed* unsafe set (each row loosened by its
+   float32 slack). ``unsat`` means even the float32 network is safe: proved.
+2. On ``sat``, round the model's input to a float32 point inside the box and
+   replay it on the real model. Confirmed: falsified.
+3. Otherwise ask again for violations by a wider margin (``-2 slack``, then a
+   few absolute margins); a confirmed replay is falsified; if none exists the
+   only violations are within float32 rounding of the boundary: unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from hdsl.exact.net import PwlNet
+from hdsl.exact.smt import Z3Network, to_float32_in_box
+from hdsl.exact.spec import SpecRows
+from hdsl.results import Counterexample
+
+Replayer = Callable[[np.ndarray], "Counterexample | None"]
+
+
+@dataclass(frozen=True)
+class ExactOutcome:
+    status: str  # "proved" | "falsified" | "unknown" | "timeout"
+    counterexample: Counterexample | None = None
+    time_s: float = 0.0
+    message: str = ""
+    unstable: int = 0
+
+
+def decide_box(
+    enc: Z3Network,
+    rows: SpecRows,
+    slack: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    replay: Replayer,
+    deadline: float,
+) -> ExactOutcome:
+    t0 = time.monotonic()
+    ans = enc.check(rows, slack, deadline - time.monotonic())
+    if ans.status == "unsat":
+        return ExactOutcome("proved", time_s=time.monotonic() - t0, unstable=enc.unstable)
+    if ans.status != "sat":
+        return ExactOutcome(ans.status, time_s=time.monotonic() - t0, message=ans.reason, unstable=enc.unstable)
+    tried = []
+    x = ans.x
+    scale = float(np.max(np.abs(rows.A))) if rows.A.size else 1.0
+    margins = [None, 2 * slack] + [np.full_like(slack, m * max(scale, 1.0)) for m in (1e-5, 1e-3)]
+    for bound in margins:
+        if bound is not None:
+            ans = enc.check(rows, -bound, deadline - time.monotonic())
+            if ans.status == "unsat":
+                return ExactOutcome(
+                    "unknown",
+                    time_s=time.monotonic() - t0,
+                    message="violations exist only within float32 rounding of the spec boundary; none replayed",
+                    unstable=enc.unstable,
+                )
+            if ans.status != "sat":
+                return ExactOutcome(ans.status, time_s=time.monotonic() - t0, message=ans.reason, unstable=enc.unstable)
+            x = ans.x
+        x32 = to_float32_in_box(x, lo, hi)
+        if x32 is None:
+            tried.append("no float32 point in the box")
+            continue
+        ce = replay(x32)
+        if ce is not None:
+            return ExactOutcome("falsified", ce, time_s=time.monotonic() - t0, unstable=enc.unstable)
+        tried.append("replay did not confirm")
+    return ExactOutcome(
+        "unknown",
+        time_s=time.monotonic() - t0,
+        message="Z3 found violations but none replayed on the real model (" + "; ".join(tried) + ")",
+        unstable=enc.unstable,
+    )
+
+
+COMPACT_MAX_INPUTS = 32
+
+
+def make_encoding(net: PwlNet, lo, hi, pre, fixed=None) -> Z3Network:
+    """The compact encoding (stable neurons composed away) for few inputs, else the layered one."""
+    from hdsl.exact.smt import CompactZ3Network
+
+    if pre is not None and net.input_size <= COMPACT_MAX_INPUTS:
+        return CompactZ3Network(net, lo, hi, pre, fixed)
+    return Z3Network(net, lo, hi, pre, fixed)
+
+
+def box_slack(net: PwlNet, rows: SpecRows, pre_np, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The float32 slack per spec row over one box (see ``hdsl.exact.fperr``)."""
+    from hdsl.bab.common import batch_slack
+
+    pre_b = [(np.atleast_2d(l), np.atleast_2d(u)) for l, u in pre_np]
+    return batch_slack(net, rows.A, pre_b, np.atleast_2d(lo), np.atleast_2d(hi))[0]
+
+
+def decide_exact(
+    net: PwlNet,
+    rows: SpecRows,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    replay: Replayer,
+    deadline: float,
+    use_bounds: bool = True,
+    fixed: list[np.ndarray] | None = None,
+    pre=None,
+) -> ExactOutcome:
+    """Encode ``net`` over the box (with CROWN bounds unless told not to) and decide it."""
+    import torch
+
+    from hdsl.bab.crown import TorchNet, crown
+
+    if pre is None:
+        tn = TorchNet.of(net)
+        C = torch.as_tensor(rows.A if rows.A.size else np.zeros((1, net.output_size)))
+        out = crown(
+            tn,
+            torch.as_tensor(lo, dtype=torch.float64).unsqueeze(0),
+            torch.as_tensor(hi, dtype=torch.float64).unsqueeze(0),
+            C,
+            torch.zeros(C.shape[0], dtype=torch.float64),
+            fixed=[torch.as_tensor(f).unsqueeze(0) if f is not None else None for f in fixed] if fixed else None,
+        )
+        pre = [(l[0].numpy(), u[0].numpy()) for l, u in out.pre]
+    slack = box_slack(net, rows, pre, lo, hi)
+    enc = make_encoding(net, lo, hi, pre if use_bounds else None, fixed)
+    return decide_box(enc, rows, slack, lo, hi, replay, deadline)
