@@ -290,7 +290,11 @@ def _rows(spec, node, model: cm.CausalModel):
                    "a data set whose rows are settings of the model's inputs, one column per input in order")
     from hdsl.data import load_dataset
 
-    x = np.asarray(load_dataset(spec.datasets[node.id]).x).reshape(len(load_dataset(spec.datasets[node.id]).x), -1)
+    try:
+        loaded = load_dataset(spec.datasets[node.id])
+    except HdslError as err:
+        raise _err(err.diagnostics[0].code, err.diagnostics[0].message, node, err.diagnostics[0].hint) from None
+    x = np.asarray(loaded.x).reshape(len(loaded.x), -1)
     if x.shape[1] != len(model.inputs):
         raise _err(E_CALL, f"data set '{node.id}' has {x.shape[1]} columns but '{model.name}' has "
                    f"{len(model.inputs)} inputs", node)
