@@ -49,7 +49,8 @@ KEYWORD_DOCS = {
     "backend": "backend auto | bounds | z3 | attack: which decision procedure to use",
     "with": "with confidence c samples n seed s: statistics for measured properties",
     "normalize": "normalize mean [...] std [...]: the model sees (x - mean) / std per channel",
-    "input": "input SHAPE in [lo, hi]: the model's input shape (without batch) and valid range",
+    "input": "input [3, 32, 32] in [0, 1]: a model's input shape (no batch) and range; in a data block, "
+             '`input key "x"`; in a causal model, its input variables',
     "outputs": "outputs CLASSES (or a number): names the model's outputs",
     "take": "take n (first n rows) or take [i, j, ...] (those rows)",
     "skip": "skip n: drop the first n rows",
