@@ -22,7 +22,6 @@ from hdsl.lsp import features
 from hdsl.lsp.analysis import Analysis, analyse, uri_to_path
 
 DEBOUNCE_S = 0.25
-log = logging.getLogger(__name__)
 
 
 class _Utf16Protocol(LanguageServerProtocol):
@@ -53,8 +52,10 @@ class HdslLanguageServer(LanguageServer):
         return current
 
     def refresh(self, uri: str, text: str) -> Analysis:
-        result = analyse(uri, text, previous=self.analyses.get(uri))
-        if result.checker_error:
+        return self.store(uri, analyse(uri, text, previous=self.analyses.get(uri)))
+
+    def store(self, uri: str, result: Analysis) -> Analysis:
+        if result.checker_error:  # the editor keeps working on the syntax alone; say why in the log
             self.window_log_message(lsp.LogMessageParams(
                 lsp.MessageType.Warning, f"hdsl checker failed on {uri}: {result.checker_error}"))
         self.analyses[uri] = result
@@ -86,8 +87,7 @@ async def did_change(ls: HdslLanguageServer, params: lsp.DidChangeTextDocumentPa
     result = await asyncio.to_thread(analyse, uri, text, True, ls.analyses.get(uri))
     if ls.versions.get(uri) != version:
         return
-    ls.analyses[uri] = result
-    ls.publish(uri, result, version)
+    ls.publish(uri, ls.store(uri, result), version)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
