@@ -30,3 +30,8 @@ def test_same_counterfactuals_as_pyvene(tmp_path):
         theirs = pyvene_compat.interchange(graph, "h", [[0, 8], [8, 16]], part, x[b], x[s])
         assert (ours - theirs).abs().max().item() <= 1e-6
         assert torch.equal(readout(ours), readout(theirs))
+        # identical IIA on these pairs, and equal to measure_iia's on the same tuples
+        inp = m.enumerate_inputs()
+        table = m.run(inp)
+        y = m.label(m.run({k: v[b.numpy()] for k, v in inp.items()}, {"WX": table["WX"][s.numpy()]}))
+        assert (readout(ours).numpy() == y).sum() == (readout(theirs).numpy() == y).sum()
