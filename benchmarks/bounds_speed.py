@@ -132,8 +132,9 @@ def throughput(device: str, data: Path | None, n: int, eps_list: list[float]) ->
         t_full = time.perf_counter() - t
         counts = Counter(f"{r.verdict.value}/{r.stage}" for r in rs)
         eps_s = str(Fraction(eps).limit_denominator(1000))
-        out.append(f"| {eps_s} | {k / t_bounds:.1f} | {n_ok}/{k} | {k / t_full:.1f} | "
+        out.append(f"| {eps_s} | {k / t_bounds:.2f} | {n_ok}/{k} | {k / t_full:.2f} | "
                    + ", ".join(f"{v} {c}" for v, c in sorted(counts.items())) + " |")
+        print(out[-1], file=sys.stderr, flush=True)  # progress
     return out
 
 
@@ -142,6 +143,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    ap.add_argument("--skip-networks", action="store_true", help="only the batch throughput part")
     ap.add_argument("--data", type=Path, default=None, help="CIFAR-10 npz (x, y) or CSV (label, 3072 HWC pixels 0-255)")
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--eps", type=str, nargs="*", default=["1/255", "2/255", "8/255"])
@@ -150,9 +152,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        print("\n".join(per_network(args.device, args.repeats, Path(tmp))))
-    print()
+    if not args.skip_networks:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("\n".join(per_network(args.device, args.repeats, Path(tmp))), flush=True)
+        print()
     eps = [float(Fraction(e)) for e in args.eps]
     print("\n".join(throughput(args.device, args.data, args.images, eps)))
 
