@@ -201,6 +201,10 @@ def test_completion_names_fit_the_context(spec_file):
     a3 = analyse(spec_file.as_uri(), text3)
     items = _labels(complete_at(a3, len(text3.split("\n")) - 1, len("property q = argmax y in {")))
     assert {"cat", "dog", "animal", "eps", "d", "linf", "ancestor", "argmax", "forall", "not"} <= items
+    for tail, names in [("property q = forall (u, v) in ", {"d"}), ("property q = argmax y in ancestor(", {"h"})]:
+        text5 = SPEC + tail
+        got = complete_at(analyse(spec_file.as_uri(), text5), len(text5.split("\n")) - 1, len(tail))
+        assert {i.label for i in got if i.kind != lsp.CompletionItemKind.Keyword} == names, tail
     for tail, expected in [("model m = ", {"onnx"}), ("hierarchy g over c3 = ", {"json", "newick", "nbdt"}),
                            ("data e = ", {"npz", "npy", "csv"}), ("check p backend ", {"auto", "bounds", "z3", "attack"})]:
         text4 = SPEC + tail

@@ -155,10 +155,13 @@ def _name_items(a: Analysis, prefix: str, offset: int) -> list[lsp.CompletionIte
         return [lsp.CompletionItem(b, kind=lsp.CompletionItemKind.EnumMember, detail="backend", sort_text="0" + b)
                 for b in _backends()]
     wanted = _NAME_CONTEXT.get(previous)
-    if previous == "," and "check" in context:
-        last_kw = max((i for i, w in enumerate(context) if w in _statement_words()), default=-1)
-        if last_kw >= 0 and context[last_kw] == "check":
-            wanted = {"property"}
+    if previous == "," and context and context[0] == "check":
+        wanted = {"property"}
+    elif previous == "(" and len(context) >= 2 and context[-2] == "ancestor":
+        wanted = {"hierarchy"}  # ancestor(h, y, level k)
+    elif previous == "in" and context[-6:-1] == ["(", context[-5], ",", context[-3], ")"] and \
+            len(context) >= 7 and context[-7] == "forall":
+        wanted = {"data"}  # forall (x, y) in DATA
     for name, decl in sorted(a.decls.items()):
         if wanted is None or decl.kind in wanted:
             items.append(lsp.CompletionItem(name, kind=_COMPLETION_KIND.get(decl.kind, lsp.CompletionItemKind.Text),
