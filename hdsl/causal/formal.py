@@ -195,7 +195,6 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
         sites_by_group.append(sites)
     ig = interchange_graph(net, sites_by_group)
     table = model.run(inputs)
-    labels = model.label(table)
     n_out = ic.out.shape[1]
     rng = np.random.default_rng(seed)
     count = total if samples is None else int(samples)

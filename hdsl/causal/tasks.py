@@ -240,7 +240,6 @@ def to_onnx(net: TorchMLP, path: str | Path, opset: int = 17) -> Path:
 
 
 def task_accuracy(net, task: TaskSpec) -> float:
-    import numpy as np
     import torch
 
     from hdsl.causal.alignment import Alignment, encode_inputs
