@@ -462,3 +462,27 @@ def test_statement_snippets_parse_and_appear_at_line_starts(spec_file):
     assert snippets == set(SNIPPETS)
     inline = complete_at(a, *_pos(SPEC, "check p", 0, 6))  # after `check `: no statement templates
     assert not any(i.kind == lsp.CompletionItemKind.Snippet for i in inline)
+
+
+def test_group_calls_name_nodes_of_their_hierarchy(tmp_path):
+    tree = Path(__file__).resolve().parents[1] / "hierarchies" / "cifar10_3level.hier.json"
+    (tmp_path / "h.json").write_text(tree.read_text(encoding="utf-8"), encoding="utf-8")
+    text = ("classes cifar10 = airplane automobile bird cat deer dog frog horse ship truck\n"
+            "hierarchy h over cifar10 { animal { bird cat deer dog frog horse } vehicle { airplane automobile ship truck } }\n"
+            'hierarchy h3 over cifar10 = json "h.json"\n'
+            "property p = forall x in box([0], [1]): argmax x in group(h3, animal) and argmax x in group(h, animal)\n"
+            "property q = argmax x in group(h3, ")
+    a = analyse((tmp_path / "g.hspec").as_uri(), text)
+    line = text.split("\n")[3]
+    in_h3, in_h = line.index("h3, animal") + 5, line.index("(h, animal") + 5
+    assert "of hierarchy `h3` (level 1)" in hover_at(a, 3, in_h3).contents.value
+    assert "of hierarchy `h` (level 1)" in hover_at(a, 3, in_h).contents.value
+    assert definition_at(a, 3, in_h3) == []  # h3's nodes live in a JSON file
+    (loc,) = definition_at(a, 3, in_h)
+    assert (loc.range.start.line, loc.range.start.character) == (1, text.split("\n")[1].index("animal"))
+    last = text.split("\n")[4]
+    names = {i.label for i in complete_at(a, 4, len(last)) if i.kind != lsp.CompletionItemKind.Keyword}
+    assert names == {"vehicle", "air", "land", "water", "animal", "birds", "mammal", "amphibian"}
+    first = {i.label for i in complete_at(a, 4, len("property q = argmax x in group("))
+             if i.kind != lsp.CompletionItemKind.Keyword}
+    assert first == {"h", "h3"}

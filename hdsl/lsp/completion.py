@@ -118,6 +118,21 @@ SNIPPETS = {
 }
 
 
+def _node_items(a: Analysis, hierarchy: str) -> list[lsp.CompletionItem]:
+    """The inner nodes of ``hierarchy`` (inline, or read from a file by the checker)."""
+    names = {ref.name for refs in a.groups.values() for ref in refs if ref.hierarchy == hierarchy}
+    h = getattr(a.spec, "hierarchies", {}).get(hierarchy) if a.spec is not None else None
+    if h is not None:
+        stack = list(h.root.children)
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, str):
+                names.add(node.name)
+                stack.extend(node.children)
+    return [lsp.CompletionItem(n, kind=lsp.CompletionItemKind.EnumMember, detail=f"node of {hierarchy}",
+                               sort_text="0" + n) for n in sorted(names)]
+
+
 def _snippet(word: str) -> lsp.CompletionItem:
     return lsp.CompletionItem(f"{word} …", kind=lsp.CompletionItemKind.Snippet, detail=f"{word} statement",
                               insert_text=SNIPPETS[word], insert_text_format=lsp.InsertTextFormat.Snippet,
@@ -157,8 +172,10 @@ def _name_items(a: Analysis, prefix: str, offset: int) -> list[lsp.CompletionIte
     wanted = _NAME_CONTEXT.get(previous)
     if previous == "," and context and context[0] == "check":
         wanted = {"property"}
-    elif previous == "(" and len(context) >= 2 and context[-2] == "ancestor":
-        wanted = {"hierarchy"}  # ancestor(h, y, level k)
+    elif previous == "(" and len(context) >= 2 and context[-2] in ("ancestor", "group"):
+        wanted = {"hierarchy"}  # ancestor(h, y, level k), group(h, node)
+    elif previous == "," and context[-4:-2] == ["group", "("]:
+        return _node_items(a, context[-2])
     elif previous == "in" and context[-6:-1] == ["(", context[-5], ",", context[-3], ")"] and \
             len(context) >= 7 and context[-7] == "forall":
         wanted = {"data"}  # forall (x, y) in DATA

@@ -61,6 +61,8 @@ BUILTIN_DOCS = {
     "linf": "linf(x, eps): the L-infinity ball of radius eps around x, within the model's input range",
     "box": "box(lo, hi): the input box lo <= x <= hi (element-wise)",
     "ancestor": "ancestor(h, y, level k): the classes under y's ancestor at depth k of hierarchy h",
+    "group": "group(h, node): the classes under that node of hierarchy h",
+    "union": "union(r1, r2, ...): the union of box and linf regions",
     "faithfulness": "faithfulness(net, explainer, data, metric ..., removal ...): a measured XAI property",
     "sufficient": "sufficient(net, explainer, data, top k ...): formal sufficiency of the top-k features",
     "iia": "iia(alignment, data, ...): interchange-intervention accuracy of an alignment",
@@ -211,6 +213,35 @@ def _hier_node(a: Analysis, hierarchy: str, name: str):
     return h, walk(h.root, 0)
 
 
+def group_call_at(a: Analysis, offset: int) -> str | None:
+    """The hierarchy named in ``group(H, NODE)`` when ``offset`` is on NODE (the node then belongs to H)."""
+    for stmt in a.statements:
+        span = getattr(stmt, "span", None)
+        if span is None or not span.start <= offset <= span.end:
+            continue
+        for node in nodes(stmt):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "group" and \
+                    len(node.args) == 2 and isinstance(node.args[0], ast.Name) and isinstance(node.args[1], ast.Name):
+                target = node.args[1].span
+                if target is not None and target.start <= offset <= target.end:
+                    return node.args[0].id
+    return None
+
+
+def _node_parts(a: Analysis, word: str, only: str | None) -> list[str]:
+    """Hover text for a hierarchy node named ``word`` (in hierarchy ``only``, or in any)."""
+    parts = [_group_text(word, ref.hierarchy, ref.level, ref.leaves) for ref in a.groups.get(word, [])
+             if only is None or ref.hierarchy == only]
+    if not parts and a.spec is not None:  # nodes of hierarchies read from files
+        for hname in sorted(getattr(a.spec, "hierarchies", {})):
+            if only is not None and hname != only:
+                continue
+            h, (node, level) = _hier_node(a, hname, word)
+            if node is not None and level:
+                parts.append(_group_text(word, hname, level, h.leaves(node)))
+    return parts
+
+
 def hover_at(a: Analysis, line: int, character: int) -> lsp.Hover | None:
     """A declaration's kind, definition and checked facts; a class's output index and ancestors;
     a hierarchy node's leaves; a bound variable's domain; a keyword's or built-in's one-line help."""
@@ -228,6 +259,10 @@ def hover_at(a: Analysis, line: int, character: int) -> lsp.Hover | None:
         forall = _binding_forall(a, bound[word])
         domain = f"`forall ... in {forall.domain.span.text}`" if forall is not None and forall.domain.span else ""
         return lsp.Hover(_markdown(f"**{word}**: bound variable", domain), rng)
+    in_group = group_call_at(a, offset)
+    if in_group is not None:  # group(h, NODE): a node of h, whatever else the name means
+        parts = _node_parts(a, word, in_group)
+        return lsp.Hover(_markdown(*parts), rng) if parts else None
     decl = a.decls.get(word)
     if decl is not None:
         facts = _facts(decl, a)
@@ -245,13 +280,7 @@ def hover_at(a: Analysis, line: int, character: int) -> lsp.Hover | None:
                     continue
                 trail = " > ".join(n if isinstance(n, str) else n.name for n in path)
                 parts.append(f"- in `{hname}`: {trail}")
-    for ref in a.groups.get(word, []):
-        parts.append(_group_text(word, ref.hierarchy, ref.level, ref.leaves))
-    if not a.groups.get(word) and a.spec is not None:  # nodes of hierarchies read from files
-        for hname in sorted(getattr(a.spec, "hierarchies", {})):
-            h, (node, level) = _hier_node(a, hname, word)
-            if node is not None and level:
-                parts.append(_group_text(word, hname, level, h.leaves(node)))
+    parts.extend(_node_parts(a, word, None))
     if parts:
         return lsp.Hover(_markdown(*parts), rng)
     if word in BUILTIN_DOCS and word in _builtins():
@@ -294,7 +323,10 @@ def definition_at(a: Analysis, line: int, character: int) -> list[lsp.Location]:
     start, _, word, _ = hit
     bound = binders_at(a.statements, offset)
     spans: list[Span | None] = []
-    if word in bound:
+    in_group = group_call_at(a, offset)
+    if in_group is not None:
+        spans.extend(ref.span for ref in a.groups.get(word, []) if ref.hierarchy == in_group)
+    elif word in bound:
         spans.append(bound[word].span)
     elif word in a.decls:
         spans.append(a.decls[word].span)
@@ -309,4 +341,4 @@ def _location(span: Span, a: Analysis) -> lsp.Location:
     return lsp.Location(uri, span_range(span))
 
 
-__all__ = ["definition_at", "hover_at", "word_at"]
+__all__ = ["definition_at", "group_call_at", "hover_at", "word_at"]
