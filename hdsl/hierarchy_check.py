@@ -41,6 +41,7 @@ from hdsl import ir
 from hdsl.hierarchy import level_sets, node_name
 from hdsl.results import Counterexample, Verdict
 
+INPUT_SPLIT_MAX_DIM = 20  # input splitting below this many input values, ReLU splitting (hdsl.bab) above
 STAGES = ("concrete", "attack", "pairs", "lambda", "split", "exact")
 METHODS = ("pairs", "lambda", "split", "exact")  # the proving methods, weakest first
 
@@ -178,7 +179,7 @@ class HierarchyChecker:
                  methods: Sequence[str] = METHODS, attack: bool = True,
                  attack_steps: int = 25, attack_restarts: int = 2,
                  lambda_steps: int = 25, split_timeout: float = 10.0,
-                 seed: int = 0, max_split_dims: int = 16, graph=None):
+                 seed: int = 0, max_boxes: int = 20000, graph=None):
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
@@ -192,12 +193,11 @@ class HierarchyChecker:
         self.split_timeout = split_timeout
         self.seed = seed
         self._graph = graph
-        self._pwl_net = None
         self._box: tuple[np.ndarray, np.ndarray] | None = None
         self._bounder = None
         self.n_classes = len(hierarchy.classes) if hierarchy is not None else int(network.num_outputs or 0)
-        self.max_split_dims = max_split_dims
         self.notes: set[str] = set()
+        self.max_boxes = max_boxes
 
     # ---- model plumbing
 
@@ -464,54 +464,64 @@ class HierarchyChecker:
             if i != len(states) - 1 and not s.decided:
                 break
 
-    def _pwl(self):
-        """The network as explicit affine layers (fully connected ReLU nets), or None."""
-        if self._pwl_net is None:
-            from hdsl.exact.net import UnsupportedNetwork, from_onnx
-
-            try:
-                net = from_onnx(self.network.path)
-                if self.network.mean is not None and self.network.std is not None:
-                    mean = np.asarray(self.network.mean, np.float64)
-                    std = np.asarray(self.network.std, np.float64)
-                    n = int(np.prod(self.graph.input_shape))
-                    net = net.with_input_affine(np.broadcast_to(1 / std, (n,)) if std.size == 1 else
-                                                np.repeat(1 / std, n // std.size),
-                                                np.broadcast_to(-mean / std, (n,)) if mean.size == 1 else
-                                                np.repeat(-mean / std, n // mean.size))
-                self._pwl_net = net
-            except (UnsupportedNetwork, Exception) as exc:  # noqa: BLE001 - any import failure: not applicable
-                self._pwl_net = False
-                self.notes.add(f"splitting/exact need a fully connected ReLU network: {exc}")
-        return self._pwl_net or None
-
     def _complete(self, method, x0f, eps, classes, outside, deadline):
-        """Input splitting (low-dimensional inputs) or Z3 on one level; (verdict, counterexample, note)."""
-        from hdsl.exact.ort import OrtReplayer
-        from hdsl.exact.spec import spec_rows
+        """Branch and bound (``hdsl.bab``: input splitting for small inputs, else ReLU splitting,
+        no Z3 at the leaves) or Z3 on one level: (verdict, counterexample, note)."""
+        from hdsl.backends import Budget
 
-        net = self._pwl()
-        if net is None:
-            return Verdict.UNKNOWN, None, ""
         q = self.level_query(x0f, eps, 0, classes, outside, 0, 0)
-        lo, hi = np.asarray(q.region.lower), np.asarray(q.region.upper)
-        rows = spec_rows(q.spec, self.n_classes)
-        replay = OrtReplayer(self.network.path, q.spec, self.network.mean, self.network.std)
+        if method == "split" and x0f.size <= INPUT_SPLIT_MAX_DIM:
+            return self._input_split(np.asarray(q.region.lower), np.asarray(q.region.upper), classes, outside,
+                                     deadline)
         if method == "split":
-            if lo.size > self.max_split_dims:
-                return Verdict.UNKNOWN, None, f"input splitting skipped: {lo.size} input dimensions"
-            from hdsl.bab.input_split import input_split
+            from hdsl.bab.backend import BabBackend
 
-            out = input_split(net, rows, [(lo, hi)], replay, deadline, use_z3=False)
-            status, ce = out.status, out.counterexample
+            be = BabBackend(use_z3=False)
         else:
-            from hdsl.exact.decide import decide_exact
+            from hdsl.backends.z3 import Z3Backend
 
-            out = decide_exact(net, rows, lo, hi, replay, deadline)
-            status, ce = out.status, out.counterexample
-        verdict = {"proved": Verdict.PROVED, "falsified": Verdict.FALSIFIED,
-                   "timeout": Verdict.TIMEOUT}.get(status, Verdict.UNKNOWN)
-        return verdict, ce, ""
+            be = Z3Backend()
+        try:
+            if not be.supports(q):
+                return Verdict.UNKNOWN, None, f"{method}: the network is not supported by the {be.name} backend"
+            res = be.run(q, Budget(deadline))
+        except Exception as exc:  # noqa: BLE001 - a failing backend leaves the level open
+            return Verdict.UNKNOWN, None, f"{method}: {type(exc).__name__}: {exc}"
+        return res.verdict, res.counterexample, ""
+
+    def _input_split(self, lo, hi, classes, outside, deadline):
+        """Bisect the input box (widest side first) until every sub-box is settled by the
+        per-pair CROWN test; a sub-box centre that violates the level is replayed as a counterexample."""
+        from hdsl.bounds.disjunction import Bounder, SeqNet, Unsupported, level_bounds
+
+        try:
+            seq = SeqNet.of(self.graph)
+        except Unsupported as exc:
+            return Verdict.UNKNOWN, None, f"split: {exc}"
+        stack = [(np.asarray(lo, np.float64), np.asarray(hi, np.float64))]
+        boxes = 0
+        while stack:
+            if time.monotonic() >= deadline:
+                return Verdict.TIMEOUT, None, f"split: {len(stack)} boxes open after {boxes}"
+            blo, bhi = stack.pop()
+            boxes += 1
+            res = level_bounds(self.graph, blo, bhi, [(classes, outside)], use_lambda=False,
+                               bounder=Bounder(seq, blo, bhi))[0]
+            if not res.open_outside:
+                continue
+            centre = ((blo + bhi) / 2).astype(np.float32)
+            if set_margin(self.forward(centre)[0], classes) <= 0:
+                ce = self.replay(centre, classes)
+                if ce is not None:
+                    return Verdict.FALSIFIED, ce, ""
+            d = int(np.argmax(bhi - blo))
+            if bhi[d] - blo[d] <= 1e-9 * max(1.0, abs(bhi[d])) or boxes > self.max_boxes:
+                return Verdict.UNKNOWN, None, "split: box budget exhausted"
+            mid = 0.5 * (blo[d] + bhi[d])
+            left_hi, right_lo = bhi.copy(), blo.copy()
+            left_hi[d], right_lo[d] = mid, mid
+            stack += [(right_lo, bhi), (blo, left_hi)]
+        return Verdict.PROVED, None, ""
 
     def level_query(self, x0f, eps, label, classes, outside, index, level) -> ir.Query:
         """The IR query of one level restricted to the outside classes still open."""
@@ -756,11 +766,12 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     budget = as_budget(query.options.timeout if budget is None else budget)
     n = query.network.num_outputs or (len(query.network.classes) if query.network.classes else None)
     S = None
-    if (query.level is not None and isinstance(query.region, ir.LinfBall) and n
-            and (query.options.backend or "auto") in ("auto", "hierarchy")):
+    if isinstance(query.region, ir.LinfBall) and n and (query.options.backend or "auto") in ("auto", "hierarchy"):
         S = argmax_set(query.spec, n)
-    if S is None:
+    # plain robustness (|S| = 1) without a level is the bounds backend's job
+    if S is None or (query.level is None and len(S) < 2):
         return solve_query(query, budget)
+    level = query.level if query.level is not None else 1
     t0 = time.monotonic()
     region = query.region
     key = (query.network, region.center, region.eps, region.domain)
@@ -779,28 +790,44 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
         if lv.verdict is Verdict.FALSIFIED and set(S2) >= set(S) and lv.counterexample is not None:
             ce = checker.replay(np.asarray(lv.counterexample.x), S)
             if ce is not None:
+                adv = _top_outside(ce.y, S)
                 return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
-                              time.monotonic() - t0, f"the counterexample for the larger set {list(S2)} leaves this one"
-                              f" (adversarial class {_top_outside(ce.y, S)})")
+                              time.monotonic() - t0, f"implied by the counterexample for level {lv.level}; "
+                              + _adv_message(adv, label, done, query.network, query.level is not None))
     share = budget.left() * 0.7 if math.isfinite(budget.left()) else None
     deadline = None if share is None else time.monotonic() + share
     pr = checker.check_point(x0, int(label), float(region.eps), index=region.center.index, deadline=deadline,
-                             sets=[(query.level, S, f"level {query.level}")])
+                             sets=[(level, S, f"level {level}")])
     lv = next(v for v in pr.levels if v.classes == tuple(S))
     done.append((tuple(S), lv))
     if lv.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
         msg = ""
-        if lv.verdict is Verdict.FALSIFIED:
-            msg = f"adversarial class {lv.adversarial_class}, severity {lv.severity} (LCA depth)"
+        if lv.verdict is Verdict.FALSIFIED and lv.adversarial_class is not None:
+            msg = _adv_message(lv.adversarial_class, label, done, query.network, query.level is not None)
         margin = lv.counterexample.margin if lv.counterexample is not None else lv.margin
         return Result(query.id, lv.verdict, "hierarchy", lv.stage, margin, lv.counterexample,
                       time.monotonic() - t0, msg)
     rest = solve_query(query, Budget(budget.deadline))
     if rest.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
-        done.append((tuple(S), LevelVerdict(query.level, "", tuple(S), rest.verdict, rest.stage,
+        done.append((tuple(S), LevelVerdict(level, "", tuple(S), rest.verdict, rest.stage,
                                             counterexample=rest.counterexample)))
     from dataclasses import replace
 
+    note = f"decided by {rest.backend or 'the planner'} after the level driver ({', '.join(checker.methods)})"
+    if rest.verdict is Verdict.FALSIFIED and rest.counterexample is not None:
+        note += "; " + _adv_message(_top_outside(rest.counterexample.y, S), label, done, query.network,
+                                        query.level is not None)
+    elif rest.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
+        note = f"open after the level driver ({', '.join(checker.methods)}) and {rest.backend or 'the planner'}"
     return replace(rest, time_s=time.monotonic() - t0,
-                   message=(rest.message + "; " if rest.message else "") + "level driver: open after "
-                   + ", ".join(checker.methods))
+                   message=(rest.message + "; " if rest.message else "") + note)
+
+
+def _adv_message(adv: int, label: int, done, network: ir.Network, with_depth: bool = True) -> str:
+    """Name the adversarial class and the depth of its common ancestor with the label, as far as the
+    levels checked so far for this input show it (the root, level 0, is shared by all)."""
+    depth = max([lv.level for S2, lv in done if adv in S2 and label in S2] + [0])
+    name = network.classes[adv] if network.classes and adv < len(network.classes) else str(adv)
+    if not with_depth:
+        return f"adversarial class {name} (#{adv})"
+    return f"adversarial class {name} (#{adv}); common ancestor with the label at level {depth}"

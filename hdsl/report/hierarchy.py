@@ -360,3 +360,64 @@ def _default(o):
 
 __all__ = ["Summary", "build_document", "hierarchy_tree", "html_page", "markdown_tables", "plot_png",
            "print_report", "summary_from_json", "write_json", "write_plot"]
+
+
+# --------------------------------------------------------------------------- after `hdsl check`
+
+
+def check_document(program, pairs) -> dict | None:
+    """The results document of the level queries (``Query.level`` set) of a checked program.
+
+    ``pairs`` are ``(property, result)`` in the order of ``program.checks[*].items``.
+    """
+    from hdsl import ir
+
+    items = [item for c in program.checks for item in c.items]
+    points: dict[tuple, dict] = {}
+    for item, (_, res) in zip(items, pairs):
+        if not isinstance(item, ir.Query) or item.level is None or item.eps is None:
+            continue
+        key = (item.property, item.index, item.eps)
+        p = points.setdefault(key, {"index": item.index, "label": item.label, "eps": item.eps,
+                                    "property": item.property, "levels": {}})
+        verdict = getattr(res, "verdict", None)
+        msg = getattr(res, "message", "") or ""
+        p["levels"][item.level] = {"level": item.level, "node": "", "verdict": verdict.value if verdict else "error",
+                                   "stage": getattr(res, "stage", ""), "time_s": getattr(res, "time_s", 0.0),
+                                   "propagated_from": 0 if msg.startswith("implied by") else None,
+                                   "severity": _severity_from_message(msg)}
+    if not points:
+        return None
+    docs = []
+    for p in points.values():
+        depth = max(p["levels"])
+        levels = [{"level": 0, "node": "root", "verdict": "proved", "stage": "trivial", "time_s": 0.0}]
+        for lv in range(1, depth + 1):
+            levels.append(p["levels"].get(lv, {"level": lv, "node": "", "verdict": "unknown", "time_s": 0.0}))
+        deepest = 0
+        for lv in levels:
+            if lv["verdict"] != "proved":
+                break
+            deepest = lv["level"]
+        docs.append({**{k: v for k, v in p.items() if k != "levels"}, "levels": levels, "deepest_verified": deepest})
+    return {"format": FORMAT, "network": "", "eps": sorted({d["eps"] for d in docs}),
+            "depth": max(len(d["levels"]) - 1 for d in docs), "points": docs, "radii": []}
+
+
+def _severity_from_message(msg: str) -> int | None:
+    import re
+
+    m = re.search(r"common ancestor with the label at level (\d+)", msg)
+    return int(m.group(1)) if m else None
+
+
+def print_check_summary(program, pairs, console) -> None:
+    """The levels × eps and granularity tables, when the program checks hierarchy levels."""
+    doc = check_document(program, pairs)
+    if doc is None:
+        return
+    s = Summary(doc)
+    console.print(levels_table(s))
+    console.print(granularity_table(s))
+    if any(s.severity().values()):
+        console.print(severity_table(s))
