@@ -54,3 +54,19 @@ def test_the_sync_script_reproduces_the_grammar():
     spec.loader.exec_module(sync)
     grammar = json.loads(TM.read_text(encoding="utf-8"))
     assert sync.synced(json.loads(TM.read_text(encoding="utf-8"))) == grammar
+
+
+def test_every_symbol_of_the_grammar_lexes_without_error():
+    from lark.lexer import PatternStr
+    from pygments.token import Error, Operator, Punctuation
+
+    from hdsl.highlight import HspecLexer
+    from hdsl.parser import get_parser
+
+    symbols = {t.pattern.value for t in get_parser().terminals
+               if isinstance(t.pattern, PatternStr) and not t.pattern.value.isidentifier()}
+    assert {"->", "<=", "{", "}"} <= symbols
+    for sym in symbols:
+        tokens = [(t, v) for t, v in HspecLexer().get_tokens(sym) if v != "\n"]
+        assert tokens == [(tokens[0][0], sym)] and tokens[0][0] not in Error, sym
+        assert tokens[0][0] in Operator or tokens[0][0] in Punctuation, sym
