@@ -70,3 +70,16 @@ def test_every_symbol_of_the_grammar_lexes_without_error():
         tokens = [(t, v) for t, v in HspecLexer().get_tokens(sym) if v != "\n"]
         assert tokens == [(tokens[0][0], sym)] and tokens[0][0] not in Error, sym
         assert tokens[0][0] in Operator or tokens[0][0] in Punctuation, sym
+
+
+def test_every_symbol_of_the_grammar_has_a_textmate_scope():
+    from lark.lexer import PatternStr
+
+    from hdsl.parser import get_parser
+
+    repo = json.loads(TM.read_text(encoding="utf-8"))["repository"]
+    patterns = [p["match"] for key in ("operator", "punctuation") for p in repo[key]["patterns"]]
+    for t in get_parser().terminals:
+        if isinstance(t.pattern, PatternStr) and not t.pattern.value.isidentifier():
+            sym = t.pattern.value
+            assert any(re.fullmatch(p, sym) for p in patterns), sym
