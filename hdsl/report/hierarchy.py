@@ -157,7 +157,9 @@ def _pct(n: int, d: int) -> str:
 
 def _eps_label(e: float) -> str:
     k = e * 255
-    return f"{e:.4g} ({k:.3g}/255)" if abs(k - round(k, 2)) < 1e-6 and e < 1 else f"{e:.4g}"
+    if e < 0.1 and abs(4 * k - round(4 * k)) < 1e-6:  # image radii are usually written in 1/255 units
+        return f"{e:.4g} ({k:g}/255)"
+    return f"{e:.4g}"
 
 
 def levels_table(s: Summary):
