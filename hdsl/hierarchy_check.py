@@ -778,7 +778,8 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     net = query.network if query.network.input_range == region.domain else _with_range(query.network, region.domain)
     checker = _CHECKERS.get(net)
     if checker is None:
-        checker = _CHECKERS[net] = HierarchyChecker(net, None)
+        # splitting and Z3 come from the planner's portfolio below (bounds with α-CROWN, bab, z3)
+        checker = _CHECKERS[net] = HierarchyChecker(net, None, methods=("pairs", "lambda"))
     x0 = center_point(region.center)
     label = query.label if query.label is not None else _label_of(region.center)
     checker._box = checker.real_ball(x0, region.eps)
@@ -794,7 +795,7 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                 return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
                               time.monotonic() - t0, f"implied by the counterexample for level {lv.level}; "
                               + _adv_message(adv, label, done, query.network, query.level is not None))
-    share = budget.left() * 0.7 if math.isfinite(budget.left()) else None
+    share = budget.left() * 0.5 if math.isfinite(budget.left()) else None
     deadline = None if share is None else time.monotonic() + share
     pr = checker.check_point(x0, int(label), float(region.eps), index=region.center.index, deadline=deadline,
                              sets=[(level, S, f"level {level}")])

@@ -40,7 +40,7 @@ def _grid(x0, eps, n=41):
 
 
 @given(seed=st.integers(0, 10_000), px=st.floats(-1, 1), py=st.floats(-1, 1), eps=st.floats(0.02, 0.6))
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_levels_sound_monotone_and_replayed(tmp_path, seed, px, py, eps):
     net = _net(tmp_path, seed)
     x0 = np.array([px, py], np.float32)
@@ -70,7 +70,7 @@ def test_levels_sound_monotone_and_replayed(tmp_path, seed, px, py, eps):
 
 
 @given(seed=st.integers(0, 10_000), px=st.floats(-1, 1), py=st.floats(-1, 1))
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_bisected_radius_is_below_any_counterexample(tmp_path, seed, px, py):
     net = _net(tmp_path, seed)
     x0 = np.array([px, py], np.float32)
