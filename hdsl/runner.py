@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from hdsl.results import MeasurementResult, Result
-from hdsl.store import ResultStore, item_key
+from hdsl.store import ResultStore, item_id, item_key
 
 AnyResult = Result | MeasurementResult
 OnResult = Callable[[int, AnyResult, bool], None]  # (item position, result, came from the store)
@@ -54,14 +55,32 @@ def effective_timeout(item: Any, default: float | None) -> float | None:
 def solve_item(item: Any, timeout: float | None, backend: str | None = None) -> AnyResult:
     """Decide or measure one item in this process (the unit of work for every executor)."""
     import dataclasses
+    import importlib
 
-    from hdsl import planner
     from hdsl.backends import Budget
+
+    from hdsl.results import Verdict
+
+    try:
+        planner = importlib.import_module("hdsl.planner")  # via sys.modules, so a test can stand in for it
+    except ImportError:
+        return Result(item_id(item), Verdict.UNKNOWN, message="no backend available")
+
+    from hdsl.diagnostics import HdslError
 
     options = getattr(item, "options", None)
     if backend and options is not None and hasattr(options, "backend"):
         item = dataclasses.replace(item, options=dataclasses.replace(options, backend=backend))
-    return planner.run_item(item, Budget.seconds(timeout))
+    start = time.monotonic()
+    try:
+        return planner.run_item(item, Budget.seconds(timeout))
+    except HdslError as err:  # a bad file found while solving: an error result, not a crash of the run
+        message = "; ".join(d.render() for d in err.diagnostics)
+    except Exception as exc:  # noqa: BLE001 - one failing item must not hide the others
+        if os.environ.get("HDSL_DEBUG"):
+            raise
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    return Result(item_id(item), Verdict.ERROR, time_s=time.monotonic() - start, message=message)
 
 
 def _init_worker(threads: int) -> None:

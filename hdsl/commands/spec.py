@@ -96,8 +96,19 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="print a JSON document instead of the table"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML to this file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, only the summary"),
+    workers: int = typer.Option(1, "--workers", min=1, help="solve items in this many processes"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="send items to a Ray cluster at ADDRESS "
+                                                          "('local' starts one on this machine)"),
+    store: Optional[str] = typer.Option(None, "--store", help="result store (default: $HDSL_STORE, else "
+                                                               ".hdsl-run/results.sqlite in the current directory; "
+                                                               "'none' disables it)"),
+    fresh: bool = typer.Option(False, "--fresh", help="forget stored results and solve everything again"),
 ) -> None:
-    """Check a spec: parse, type-check, lower, and decide every query."""
+    """Check a spec: parse, type-check, lower, and decide every query.
+
+    Results go to a store as they arrive: an interrupted run resumes where it
+    stopped, and unchanged queries are never solved twice.
+    """
     from hdsl.cli import ExitCode
     from hdsl.lower import lower
     from hdsl.report.results import exit_code, summarise
@@ -109,7 +120,14 @@ def check_cmd(
                                ", ".join(_backend_choices()))
     spec = _checked(spec_file, as_json)
     program = lower(spec)
-    pairs = _run(program, timeout, backend, show_progress=not (quiet or as_json))
+    from hdsl.runner import RunInterrupted
+
+    try:
+        pairs = _run(program, timeout, backend, show_progress=not (quiet or as_json),
+                     run=RunSettings(workers, ray, store, fresh))
+    except RunInterrupted as stop:
+        _print_interrupted(program, stop.results)
+        raise typer.Exit(130)
     items = {getattr(i, "id", None): i for c in program.checks for i in c.items}
     results = [r for _, r in pairs]
     summaries = summarise(pairs)
@@ -126,11 +144,28 @@ def check_cmd(
         console.print(results_table(summaries, title=f"hdsl check {spec_file}"))
         if not quiet:
             _print_details(console, pairs, items)
+        # --- hierarchy (hdsl.report.hierarchy): levels × eps and granularity tables for level queries
+        from hdsl.report.hierarchy import print_check_summary
+
+        print_check_summary(program, pairs, console)
     if junit is not None:
         from hdsl.report.junit import junit_xml
 
         junit.write_text(junit_xml(spec_file, summaries), encoding="utf-8")
     raise typer.Exit(int(ExitCode.INTERNAL) if internal else code)
+
+
+def _print_interrupted(program, results) -> None:
+    """Ctrl-C: the table of what finished; the rest resumes from the store next time."""
+    from hdsl.report.results import summarise
+    from hdsl.report.table import results_table
+
+    props = [c.property for c in program.checks for _ in c.items]
+    done = [(p, r) for p, r in zip(props, results) if r is not None]
+    console = _console()
+    console.print(results_table(summarise(done), title="interrupted: finished items"))
+    console.print(f"[yellow]interrupted[/]: {len(done)} of {len(props)} items finished and stored; "
+                  "run the same command again to resume.")
 
 
 def _backend_choices() -> tuple[str, ...]:
@@ -139,55 +174,88 @@ def _backend_choices() -> tuple[str, ...]:
     return backend_names()
 
 
-def _run(program, timeout: float | None, backend: str | None, show_progress: bool) -> list:
-    """Decide every item, with a progress bar; never fakes a verdict."""
+def _run(program, timeout: float | None, backend: str | None, show_progress: bool,
+         run: "RunSettings | None" = None) -> list:
+    """Decide every item through the runner (store, workers, Ray), with a progress bar.
+
+    Never fakes a verdict. On Ctrl-C the finished results are kept in the store,
+    and ``RunInterrupted`` carries them (in order, None for unfinished items).
+    """
     from dataclasses import replace
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
     from hdsl import ir
-    from hdsl.backends import Budget
-    from hdsl.diagnostics import HdslError
-    from hdsl.results import Result, Verdict
+    from hdsl.report.results import outcome
+    from hdsl.runner import RunConfig, run_items
 
-    try:
-        from hdsl.planner import run_item
-    except ImportError:
-        run_item = None
-    items = [(c.property, item) for c in program.checks for item in c.items]
-    out = []
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=_console(stderr=True), disable=not show_progress, transient=True)
-    with progress:
-        task = progress.add_task("checking", total=len(items))
-        for prop, item in items:
-            qid = getattr(item, "id", None) or getattr(item, "item_id", "?")
-            progress.update(task, description=f"checking {qid}")
+    run = run or RunSettings()
+    props, items = [], []
+    for c in program.checks:
+        for item in c.items:
             if isinstance(item, ir.Query):
                 opts = item.options
                 item = replace(item, options=ir.CheckOptions(timeout if timeout is not None else opts.timeout,
                                                              backend or opts.backend))
-            seconds = getattr(getattr(item, "options", None), "timeout", None) or DEFAULT_TIMEOUT
-            start = time.monotonic()
-            if run_item is None:
-                result = Result(qid, Verdict.UNKNOWN, message="no backend available")
-            else:
-                try:
-                    result = run_item(item, Budget.seconds(seconds))
-                except HdslError as err:
-                    _print_diagnostics(err.diagnostics)
-                    result = Result(qid, Verdict.ERROR, time_s=time.monotonic() - start,
-                                    message="; ".join(d.message for d in err.diagnostics))
-                except Exception as exc:  # noqa: BLE001 - one failing query must not hide the others
-                    import os
+            props.append(c.property)
+            items.append(item)
+    config = RunConfig(timeout=timeout if timeout is not None else DEFAULT_TIMEOUT, workers=run.workers,
+                       ray_address=run.ray)
+    counts = {"proved": 0, "falsified": 0, "other": 0, "cached": 0}
 
-                    if os.environ.get("HDSL_DEBUG"):
-                        raise
-                    result = Result(qid, Verdict.ERROR, time_s=time.monotonic() - start,
-                                    message=f"internal error: {type(exc).__name__}: {exc}")
-            out.append((prop, result))
-            progress.advance(task)
-    return out
+    def label() -> str:
+        return (f"[green]{counts['proved']} proved/passed[/] [red]{counts['falsified']} falsified/failed[/] "
+                f"[yellow]{counts['other']} other[/] ({counts['cached']} from the store)")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=_console(stderr=True), disable=not show_progress,
+                        transient=True)
+    store = _open_store(run)
+    try:
+        with progress:
+            task = progress.add_task(label(), total=len(items))
+
+            def on_result(_i, result, cached) -> None:
+                kind = outcome(result)
+                key = "proved" if kind in ("proved", "pass") else "falsified" if kind in ("falsified", "fail") \
+                    else "other"
+                counts[key] += 1
+                counts["cached"] += int(cached)
+                progress.update(task, advance=1, description=label())
+
+            results = run_items(items, config, store, on_result)
+    finally:
+        if store is not None:
+            store.close()
+    return list(zip(props, results))
+
+
+class RunSettings:
+    """How ``hdsl check`` executes its items (see ``hdsl.runner``)."""
+
+    def __init__(self, workers: int = 1, ray: str | None = None, store: str | None = None, fresh: bool = False):
+        self.workers, self.ray, self.store, self.fresh = workers, ray, store, fresh
+
+
+def _open_store(run: RunSettings):
+    from hdsl.store import DEFAULT_STORE, ResultStore
+
+    import os
+
+    choice = run.store or os.environ.get("HDSL_STORE") or DEFAULT_STORE
+    if choice == "none":
+        return None
+    path = Path(choice)
+    if run.fresh and path.exists():
+        path.unlink()
+    try:
+        return ResultStore(path)
+    except Exception as exc:  # sqlite errors, permissions
+        from hdsl.diagnostics import HdslError
+
+        raise HdslError.single("E402", f"cannot open the result store {path}: {exc}",
+                               path=str(path), hint="pass --store PATH, or --store none to run without one") from None
 
 
 def _print_details(console, pairs, items: dict) -> None:
