@@ -74,6 +74,8 @@ def parse_cmd(
 def ir_cmd(
     spec_file: str = typer.Argument(..., help="the .hspec file"),
     as_json: bool = typer.Option(False, "--json", help="print the IR (or the diagnostics) as JSON"),
+    vnnlib_dir: Optional[Path] = typer.Option(None, "--vnnlib", help="also export every query to VNN-LIB in "
+                                                                    "this folder, with an instances.csv"),
 ) -> None:
     """Check a spec and print its lowered IR (the queries `hdsl check` would run)."""
     from hdsl.irtext import format_program, to_json
@@ -82,10 +84,34 @@ def ir_cmd(
     spec = _checked(spec_file, as_json, deep=False)
     program = lower(spec)
     base = str(Path(spec_file).resolve().parent)
+    if vnnlib_dir is not None:
+        _export_vnnlib(program, vnnlib_dir)
     if as_json:
         typer.echo(json.dumps(to_json(program, base), indent=1))
         return
     typer.echo(format_program(program, base), nl=False)
+
+
+def _export_vnnlib(program, folder: Path) -> None:
+    """One ``.vnnlib`` file per query plus a VNN-COMP ``instances.csv`` (onnx, vnnlib, timeout),
+    so ``hdsl bench FOLDER`` and other verifiers run exactly the spec's queries."""
+    import re
+
+    from hdsl import ir
+    from hdsl.vnnlib import write_vnnlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for check in program.checks:
+        for item in check.items:
+            if not isinstance(item, ir.Query):
+                continue  # measurements have no VNN-LIB form
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.id).strip("_") + ".vnnlib"
+            write_vnnlib(item, folder / name)
+            timeout = item.options.timeout if item.options.timeout is not None else DEFAULT_TIMEOUT
+            rows.append(f"{Path(item.network.path).resolve()},{name},{timeout:g}")
+    (folder / "instances.csv").write_text("\n".join(rows) + ("\n" if rows else ""), encoding="utf-8")
+    typer.echo(f"wrote {len(rows)} VNN-LIB queries and instances.csv to {folder}", err=True)
 
 
 def check_cmd(
