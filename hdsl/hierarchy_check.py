@@ -208,8 +208,10 @@ class HierarchyChecker:
             from hdsl.nn import load_onnx
 
             g = load_onnx(self.network.path)
-            if self.network.mean is not None and self.network.std is not None:
-                g = g.with_normalization(self.network.mean, self.network.std)
+            mean, std = self.network.mean, self.network.std
+            if mean is not None or std is not None:  # as hdsl.replay applies it
+                k = max(len(mean or ()), len(std or ()), 1)
+                g = g.with_normalization(mean or (0.0,) * k, std or (1.0,) * k)
             self._graph = g
         return self._graph
 

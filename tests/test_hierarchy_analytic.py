@@ -106,3 +106,17 @@ def test_t3_only_splitting_or_exact_proves(tmp):
     for lo, hi in [(-1.0, 0.0), (0.0, 1.0)]:
         b = level_bounds(g, np.array([lo]), np.array([hi]), [((0, 1), (2,))], use_lambda=False)[0]
         assert b.open_outside == () and b.margin == pytest.approx(0.1, abs=1e-5)
+
+
+def test_t1_with_declared_normalisation(tmp):
+    """Regions live in raw input space: with z = (x - 1) / 2 the leaf radius at x0 = 1.5 is 0.5."""
+    from dataclasses import replace
+
+    net, h = t1(tmp)
+    net = replace(net, mean=(1.0,), std=(2.0,))
+    c = HierarchyChecker(net, h, methods=("pairs", "lambda"), attack_steps=10)
+    x0 = np.array([1.5], np.float32)
+    r = c.certified_radius(x0, 1, 2, eps_max=4.0, tol=4e-3)
+    assert 0.5 - 4e-3 <= r.certified < 0.5 and r.falsified_at is not None
+    bad = c.check_point(x0, 1, 0.5).levels[-1]
+    assert bad.verdict is Verdict.FALSIFIED and bad.counterexample.x == (1.0,)  # z = 0: the tie
