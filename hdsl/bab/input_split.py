@@ -143,8 +143,8 @@ def input_split(
             coef = out.coef.numpy()[idx]
             pre_np = [(l[idx], u[idx]) for l, u in pre_np]
             prior = [(torch.as_tensor(l), torch.as_tensor(u)) for l, u in pre_np]
-            unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for (l, u), layer in zip(pre_np, net.layers)
-                           if layer.relu)
+            unstable = sum((((l < 0) & (u > 0)).sum(axis=1) for (l, u), layer in zip(pre_np, net.layers)
+                            if layer.relu), np.zeros(len(lo), dtype=int))
             if mode == "forward" and unstable.max() <= hybrid_min_unstable:
                 break
         if not open_.any():

@@ -148,6 +148,15 @@ class Z3Network:
         finite = timeout_s is not None and math.isfinite(timeout_s)
         s.set("timeout", max(1, int(timeout_s * 1000)) if finite else 4294967295)
         s.push()
+        # Z3's own timeout is not always honoured promptly (long preprocessing with big rationals),
+        # so a timer interrupts the context at the deadline as well.
+        timer = None
+        if finite:
+            import threading
+
+            timer = threading.Timer(max(0.0, timeout_s) + 0.05, s.ctx.interrupt)
+            timer.daemon = True
+            timer.start()
         try:
             disjuncts = []
             for k in range(rows.n_disjuncts):
@@ -173,6 +182,8 @@ class Z3Network:
             status = "timeout" if ("timeout" in reason or "canceled" in reason) else "unknown"
             return SmtAnswer(status, time_s=dt, reason=reason)
         finally:
+            if timer is not None:
+                timer.cancel()
             s.pop()
 
 

@@ -1,0 +1,100 @@
+"""Branch and bound: CROWN soundness under splits, the T3 case no convex relaxation proves."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hdsl import ir
+from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.input_split import input_split
+from hdsl.bab.relu_split import relu_split
+from hdsl.exact.net import Layer, PwlNet, from_onnx, to_onnx
+from hdsl.exact.ort import OrtReplayer
+from hdsl.exact.spec import spec_rows
+
+torch.set_num_threads(1)
+F32 = np.float32
+
+
+def t3(c=-0.3):
+    return PwlNet((
+        Layer(np.array([[1.0], [-1.0]], F32), np.zeros(2, F32), True),
+        Layer(np.array([[1, 0], [0, 1], [1.2, 1.2]], F32), np.array([0, 0, c], F32), False),
+    ))
+
+
+SPEC = ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((2, 1.0), (0, -1.0)))),
+                                      ir.Constraint(ir.LinearExpr(((2, 1.0), (1, -1.0)))))),))
+
+
+def _search(fn, net, tmp_path, **kw):
+    path = str(tmp_path / "n.onnx")
+    to_onnx(net, path)
+    net = from_onnx(path)
+    return fn(net, spec_rows(SPEC, 3), [(np.array([-1.0]), np.array([1.0]))], OrtReplayer(path, SPEC),
+              time.monotonic() + 30, **kw)
+
+
+def test_t3_crown_alone_fails():
+    net = t3()
+    rows = spec_rows(SPEC, 3)
+    out = crown(TorchNet.of(net), torch.tensor([[-1.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64),
+                torch.as_tensor(rows.A), torch.as_tensor(rows.d))
+    assert not rows.excluded(out.row_lb.numpy()).all()  # the relaxation cannot prove T3
+
+
+def test_t3_input_split_proves_without_z3(tmp_path):
+    out = _search(input_split, t3(), tmp_path, use_z3=False)
+    assert out.status == "proved"
+
+
+def test_t3_relu_split_proves_with_exact_leaves(tmp_path):
+    out = _search(relu_split, t3(), tmp_path, z3_unstable=0)
+    assert out.status == "proved"
+    assert out.stats["z3_leaves"] + out.stats["infeasible"] >= 1
+
+
+def test_t3_variant_falsified_by_both(tmp_path):
+    for fn in (input_split, relu_split):
+        out = _search(fn, t3(-0.1), tmp_path)
+        assert out.status == "falsified" and out.counterexample.margin <= 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 100_000), st.sampled_from(["crown", "forward", "hybrid"]), st.booleans())
+def test_crown_bounds_are_sound_under_splits(seed, mode, with_splits):
+    rng = np.random.default_rng(seed)
+    sizes = [3, 8, 8, 4]
+    net = PwlNet(tuple(
+        Layer(rng.normal(size=(o, i)).astype(F32), rng.normal(size=o).astype(F32), k < 2)
+        for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))))
+    c = rng.uniform(-1, 1, size=3)
+    r = rng.uniform(0.05, 1.0, size=3)
+    lo, hi = c - r, c + r
+    xs = rng.uniform(lo, hi, size=(4000, 3))
+    fixed = None
+    keep = np.ones(len(xs), dtype=bool)
+    if with_splits:
+        # split neuron 0 of layer 0 by the sign it has at the centre (so the sub-domain is not empty)
+        z0 = xs @ net.layers[0].weight.astype(float).T[:, 0] + net.layers[0].bias[0]
+        zc = c @ net.layers[0].weight.astype(float).T[:, 0] + net.layers[0].bias[0]
+        sign = 1 if zc >= 0 else -1
+        keep = (z0 >= 0) if sign > 0 else (z0 <= 0)
+        f0 = torch.zeros(1, 8, dtype=torch.int8)
+        f0[0, 0] = sign
+        fixed = [f0, torch.zeros(1, 8, dtype=torch.int8), None]
+    C = torch.as_tensor(rng.normal(size=(5, 4)))
+    d = torch.zeros(5, dtype=torch.float64)
+    out = crown(TorchNet.of(net), torch.as_tensor(lo[None]), torch.as_tensor(hi[None]), C, d, fixed=fixed,
+                intermediate=mode)
+    vals = net.forward(xs[keep]) @ C.numpy().T
+    assert np.all(vals >= out.row_lb.numpy()[0] - 1e-9)
+    pre_l, pre_u = out.pre[1]
+    z1 = np.maximum(xs[keep] @ net.layers[0].weight.astype(float).T + net.layers[0].bias, 0)
+    z1 = z1 @ net.layers[1].weight.astype(float).T + net.layers[1].bias
+    assert np.all(z1 >= pre_l.numpy()[0] - 1e-9) and np.all(z1 <= pre_u.numpy()[0] + 1e-9)
