@@ -223,7 +223,7 @@ def run_sufficiency(item: Sufficiency, budget) -> Result:
     dec = Decider(item.network, x[i].numpy(), attr[i], int(y[i]), eps=item.eps, granularity=gran,
                   timeout=min(per_query, left) if not math.isinf(left) else per_query, deadline=deadline,
                   query_id=item.id, property_name=item.property, index=i)
-    what = f"top features of {item.explainer.name}" + (f" (free within linf {item.eps:g})" if item.eps is not None
+    what = f"features of {item.explainer.name}" + (f" (free within linf {item.eps:g})" if item.eps is not None
                                                         else " (free over the input range)")
     if item.k is not None:
         k = min(item.k, dec.n_features)
@@ -247,16 +247,18 @@ def run_sufficiency(item: Sufficiency, budget) -> Result:
                       f"no sufficient top-k set found: {out.extra.get('reason', '')} ({tried})", tuple(stats))
     k = out.smallest_proved
     stats.append(("k_min_proved", float(k)))
-    if out.largest_not_proved is not None:
-        stats.append(("k_max_not_proved", float(out.largest_not_proved)))
+    falsified = [t.k for t in out.tried if t.verdict is Verdict.FALSIFIED and t.k < k]
+    if falsified:  # truth is monotone in k: the smallest sufficient k is above every falsified k
+        stats.append(("k_max_falsified", float(max(falsified))))
     if out.exact:
         msg = f"smallest sufficient k = {k} of {dec.n_features} {what} (k = {k - 1} falsified)"
     elif out.largest_not_proved is None:
-        msg = f"k = 0 suffices: the class is constant over the whole region"
+        msg = "k = 0 suffices: the class is constant over the whole region"
     else:
+        low = max(falsified) if falsified else -1
+        undecided = [t.k for t in out.tried if low < t.k < k]
         msg = (f"top {k} of {dec.n_features} {what} is sufficient (proved); the smallest sufficient k lies in "
-               f"({out.largest_not_proved}, {k}] (k = {out.largest_not_proved}: "
-               f"{out.largest_not_proved_verdict.value})")
+               f"({low}, {k}]" + (f" (undecided at k = {', '.join(map(str, undecided))})" if undecided else ""))
     proof = dec.cache[k]
     return Result(item.id, Verdict.PROVED, proof.result.backend if proof.result else "xai", proof.stage,
                   proof.margin, None, time.monotonic() - t0, msg + f"; tried {tried}", tuple(stats))
