@@ -23,9 +23,6 @@ Metrics sum a per-channel map over channels to rank pixels.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -44,21 +41,6 @@ PARAMS: dict[str, dict[str, object]] = {
     "random": {"seed": 0},
     "randomized_model": {"method": "saliency", "seed": 0},
 }
-
-
-@dataclass(frozen=True)
-class Explainer:
-    """A method name and its parameters, as declared by ``explainer e = method(net, ...)``."""
-
-    name: str
-    method: str
-    params: tuple[tuple[str, object], ...] = ()
-
-    def options(self) -> dict:
-        return validate(self.method, dict(self.params))
-
-    def __call__(self, model, x, y, batch: int = 64, input_range: tuple[float, float] = (0.0, 1.0)):
-        return attribute(self.method, model, x, y, batch=batch, input_range=input_range, **dict(self.params))
 
 
 def validate(method: str, params: dict) -> dict:
@@ -195,5 +177,3 @@ def model_randomisation_check(method: str, model, x, y, seed: int = 0, **params)
     fb = b.abs().sum(dim=1).flatten(1)
     return spearman_rows(fa, fb)
 
-
-Attributor = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -25,7 +25,7 @@ def comparison_markdown(table: dict, higher_is_better: bool, metric: str) -> str
     """A markdown table from ``hdsl.xai.handler.compare``'s output."""
     removals = list(table)
     names = list(next(iter(table.values()))["intervals"]) if removals else []
-    head = f"| explainer | " + " | ".join(f"{r} ({metric})" for r in removals) + " |"
+    head = "| explainer | " + " | ".join(f"{r} ({metric})" for r in removals) + " |"
     sep = "|---|" + "---|" * len(removals)
     rows = [head, sep]
     for n in names:

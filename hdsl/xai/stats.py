@@ -65,8 +65,3 @@ def decide(interval: Interval, comparison: str, threshold: float) -> Status:
         raise ValueError(f"unknown comparison {comparison!r}")
     return Status.PASS if ok else Status.FAIL if bad else Status.INCONCLUSIVE
 
-
-def rank_with_ties(means: dict[str, float], intervals: dict[tuple[str, str], Interval],
-                   higher_is_better: bool) -> list[str]:
-    """Order explainers by mean (best first); used by the comparison report."""
-    return sorted(means, key=lambda k: -means[k] if higher_is_better else means[k])
