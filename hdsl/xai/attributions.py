@@ -23,6 +23,7 @@ Metrics sum a per-channel map over channels to rank pixels.
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import torch
 
