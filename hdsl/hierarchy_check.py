@@ -750,6 +750,7 @@ def _label_of(center: ir.DataPoint) -> int:
 
 _CHECKERS: dict[ir.Network, HierarchyChecker] = {}
 _DONE: dict[tuple, list[tuple[tuple[int, ...], LevelVerdict]]] = {}
+_OPEN: dict[tuple, tuple[float, object]] = {}  # (point key, set) -> (budget it had, the open Result)
 
 
 def solve_hierarchy_query(query: ir.Query, budget=None):
@@ -797,6 +798,11 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                 return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
                               time.monotonic() - t0, f"implied by the counterexample for level {lv.level}; "
                               + _adv_message(adv, label, done, query.network, query.level is not None))
+    same = _OPEN.get((key, tuple(S)))
+    if same is not None and same[0] >= budget.left():  # the same set, already left open with more time
+        return replace_result(same[1], query_id=query.id, time_s=time.monotonic() - t0,
+                              message=f"the same set as {same[1].query_id}, left open with "
+                              f"{same[0]:.3g} s: {same[1].message}")
     share = budget.left() * 0.5 if math.isfinite(budget.left()) else None
     deadline = None if share is None else time.monotonic() + share
     pr = checker.check_point(x0, int(label), float(region.eps), index=region.center.index, deadline=deadline,
@@ -814,16 +820,23 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     if rest.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
         done.append((tuple(S), LevelVerdict(level, "", tuple(S), rest.verdict, rest.stage,
                                             counterexample=rest.counterexample)))
-    from dataclasses import replace
-
     note = f"decided by {rest.backend or 'the planner'} after the level driver ({', '.join(checker.methods)})"
     if rest.verdict is Verdict.FALSIFIED and rest.counterexample is not None:
         note += "; " + _adv_message(_top_outside(rest.counterexample.y, S), label, done, query.network,
                                         query.level is not None)
     elif rest.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
         note = f"open after the level driver ({', '.join(checker.methods)}) and {rest.backend or 'the planner'}"
-    return replace(rest, time_s=time.monotonic() - t0,
-                   message=(rest.message + "; " if rest.message else "") + note)
+    out = replace_result(rest, time_s=time.monotonic() - t0,
+                         message=(rest.message + "; " if rest.message else "") + note)
+    if out.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
+        _OPEN[(key, tuple(S))] = (budget.deadline - t0, out)
+    return out
+
+
+def replace_result(result, **changes):
+    from dataclasses import replace
+
+    return replace(result, **changes)
 
 
 def _adv_message(adv: int, label: int, done, network: ir.Network, with_depth: bool = True) -> str:
