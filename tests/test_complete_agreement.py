@@ -46,7 +46,7 @@ def grid_min_margin(net: PwlNet, spec: ir.OutputSpec, lo, hi, n=201):
     return min(spec.margin(y) for y in ys)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 1_000_000), hidden=st.sampled_from([(6,), (8,), (5, 5)]),
        S=st.sampled_from([(0,), (1,), (0, 1), (1, 2, 3)]), radius=st.floats(0.05, 1.0))
 def test_methods_agree_with_each_other_and_the_grid(tmp_path, seed, hidden, S, radius):
