@@ -82,6 +82,7 @@ def bound_state(graph: Graph, lo, hi, method: str = "crown", device=None, fp: bo
                 prior = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline)
             state = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline, prior, alpha_iters, alpha_lr)
             state.method = "alpha"
+            state.prior = prior
             return state
         return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems, deadline)
 

@@ -41,6 +41,7 @@ class BoundState:
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # float32 error bounds of affine nodes
     fp: bool = True
     method: str = "ibp"
+    prior: "BoundState | None" = None  # the CROWN state an alpha state was refined from
 
     @property
     def batch(self) -> int:
@@ -54,7 +55,8 @@ class BoundState:
         """The same state restricted to the batch entries ``idx``."""
         return BoundState(self.graph, self.lo[idx], self.hi[idx],
                           {k: (l[idx], u[idx]) for k, (l, u) in self.bounds.items()},
-                          {k: v[idx] for k, v in self.noise.items()}, self.fp, self.method)
+                          {k: v[idx] for k, v in self.noise.items()}, self.fp, self.method,
+                          None if self.prior is None else self.prior.select(idx))
 
 
 # --------------------------------------------------------------------------- relaxations
@@ -412,6 +414,9 @@ def spec_lower_bound(state: BoundState, C: torch.Tensor, d: torch.Tensor | None 
                         None if d is None else d.expand(B, m), alphas)
     if use_interval:
         lb = torch.maximum(lb, interval_spec_lower(state, C, d))
+        if state.prior is not None:
+            # CROWN is not monotone in its intermediate bounds: keep the prior state's bound too
+            lb = torch.maximum(lb, spec_lower_bound(state.prior, C, d))
     return lb
 
 
