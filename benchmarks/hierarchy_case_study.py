@@ -47,11 +47,16 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per level for split / exact")
     ap.add_argument("--radius-n", type=int, default=5, help="images for the certified radius bisection")
     ap.add_argument("--ladders", default="naive,lambda,split,exact", help="which method ladders to run")
+    ap.add_argument("--watchdog", type=float, default=0, help="dump stacks and exit after this many seconds")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: timings are CPU-bound, comparable)")
     ap.add_argument("--hierarchy", default=str(REPO / "hierarchies/cifar10_3level.hier.json"))
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/hierarchy_case_study.json"))
     ap.add_argument("--plot", default=str(REPO / "benchmarks/results/hierarchy_case_study.png"))
     args = ap.parse_args(argv)
+    if args.watchdog:  # print every thread's stack if a run hangs (a backend not keeping its deadline)
+        import faulthandler
+
+        faulthandler.dump_traceback_later(args.watchdog, exit=True)
 
     import torch
     from rich.console import Console

@@ -816,7 +816,7 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
         margin = lv.counterexample.margin if lv.counterexample is not None else lv.margin
         return Result(query.id, lv.verdict, "hierarchy", lv.stage, margin, lv.counterexample,
                       time.monotonic() - t0, msg)
-    rest = solve_query(query, Budget(budget.deadline))
+    rest = _fallback(query, Budget(budget.deadline), checker)
     if rest.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
         done.append((tuple(S), LevelVerdict(level, "", tuple(S), rest.verdict, rest.stage,
                                             counterexample=rest.counterexample)))
@@ -831,6 +831,20 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     if out.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
         _OPEN[(key, tuple(S))] = (budget.deadline - t0, out)
     return out
+
+
+Z3_MAX_RELUS = 1000  # above this, Z3 cannot finish in a query's budget (and its push does not time out)
+
+
+def _fallback(query: ir.Query, budget, checker: HierarchyChecker):
+    """The planner's portfolio for what the level driver left open, without Z3 on large networks."""
+    from hdsl import planner
+
+    relus = sum(n.numel for n in checker.graph.nodes if n.op == "relu")
+    if (query.options.backend or "auto") != "auto" or relus <= Z3_MAX_RELUS:
+        return planner.solve_query(query, budget)
+    names = [n for n in planner.PORTFOLIO if n != "z3"]
+    return planner._portfolio(query, budget, names, None, time.monotonic())
 
 
 def replace_result(result, **changes):
