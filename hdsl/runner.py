@@ -83,6 +83,34 @@ def solve_item(item: Any, timeout: float | None, backend: str | None = None) -> 
     return Result(item_id(item), Verdict.ERROR, time_s=time.monotonic() - start, message=message)
 
 
+def unit_key(item: Any) -> Any:
+    """Items with the same key run together, in order, in one process.
+
+    The level queries of one input (same network, centre and radius) share
+    verdicts inside a process (a proof for a set proves its supersets, a
+    counterexample falsifies its subsets: ``hdsl.hierarchy_check``); keeping them
+    in one unit makes a run's results the same however it is executed.
+    """
+    from hdsl import ir
+
+    region = getattr(item, "region", None)
+    if isinstance(item, ir.Query) and isinstance(region, ir.LinfBall):
+        return ("ball", item.network, region.center, region.eps, region.domain)
+    return ("item", id(item))
+
+
+def solve_unit(items: Sequence[Any], timeouts: Sequence[float | None], backend: str | None = None) -> list[AnyResult]:
+    """Solve a unit's items in order in this process."""
+    return [solve_item(item, t, backend) for item, t in zip(items, timeouts)]
+
+
+def _units(items, pending: list[int]) -> list[list[int]]:
+    groups: dict[Any, list[int]] = {}
+    for i in pending:
+        groups.setdefault(unit_key(items[i]), []).append(i)
+    return list(groups.values())
+
+
 def _init_worker(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
@@ -119,36 +147,39 @@ def run_items(
         else:
             pending.append(i)
 
+    units = _units(items, pending)
     try:
         if config.ray_address:
-            _run_ray(items, pending, timeouts, config, finish)
-        elif config.workers > 1 and len(pending) > 1:
-            _run_pool(items, pending, timeouts, config, finish)
+            _run_ray(items, units, timeouts, config, finish)
+        elif config.workers > 1 and len(units) > 1:
+            _run_pool(items, units, timeouts, config, finish)
         else:
-            for i in pending:
+            for i in pending:  # in order; a unit's items share one process anyway
                 finish(i, solve_item(items[i], timeouts[i], config.backend), False)
     except KeyboardInterrupt:
         raise RunInterrupted(results) from None
     return results  # type: ignore[return-value]
 
 
-def _run_pool(items, pending, timeouts, config: RunConfig, finish) -> None:
-    workers = min(config.workers, len(pending))
+def _run_pool(items, units, timeouts, config: RunConfig, finish) -> None:
+    workers = min(config.workers, len(units))
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
     try:
-        futures = {pool.submit(solve_item, items[i], timeouts[i], config.backend): i for i in pending}
+        futures = {pool.submit(solve_unit, [items[i] for i in unit], [timeouts[i] for i in unit], config.backend):
+                   unit for unit in units}
         not_done = set(futures)
         while not_done:
             done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
             for fut in done:
-                finish(futures[fut], fut.result(), False)
+                for i, result in zip(futures[fut], fut.result()):
+                    finish(i, result, False)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_ray(items, pending, timeouts, config: RunConfig, finish) -> None:
+def _run_ray(items, units, timeouts, config: RunConfig, finish) -> None:
     try:
         import ray
     except ImportError:
@@ -158,13 +189,15 @@ def _run_ray(items, pending, timeouts, config: RunConfig, finish) -> None:
     if not ray.is_initialized():
         address = None if config.ray_address in ("local", "") else config.ray_address
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    remote_solve = ray.remote(solve_item)
-    refs = {remote_solve.remote(items[i], timeouts[i], config.backend): i for i in pending}
+    remote_solve = ray.remote(solve_unit)
+    refs = {remote_solve.remote([items[i] for i in unit], [timeouts[i] for i in unit], config.backend): unit
+            for unit in units}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                finish(refs.pop(ref), ray.get(ref), False)
+                for i, result in zip(refs.pop(ref), ray.get(ref)):
+                    finish(i, result, False)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
