@@ -166,12 +166,14 @@ def levels_table(s: Summary):
     from rich.table import Table
 
     t = Table(title="hierarchical robustness: levels × eps (proved / falsified / unknown, time)")
+    names = {k: [n for n in v if n] for k, v in s.doc.get("level_names", {}).items()}
+    show_names = any(names.values())
     t.add_column("level", justify="right")
-    t.add_column("nodes")
+    if show_names:
+        t.add_column("nodes")
     t.add_column("eps")
     for col in ("proved", "falsified", "unknown", "time (s)"):
         t.add_column(col, justify="right")
-    names = s.doc.get("level_names", {})
     cells = s.table()
     for level in range(1, s.depth + 1):
         for e in s.eps:
@@ -180,7 +182,8 @@ def levels_table(s: Summary):
                 continue
             nm = ", ".join(names.get(str(level), []))
             unk = c["unknown"] + c["timeout"] + c["error"]
-            t.add_row(str(level), nm[:40] + ("…" if len(nm) > 40 else ""), _eps_label(e),
+            head = [str(level)] + ([nm[:40] + ("…" if len(nm) > 40 else "")] if show_names else [])
+            t.add_row(*head, _eps_label(e),
                       f"{_pct(c['proved'], c['n'])} ({c['proved']})", f"{_pct(c['falsified'], c['n'])} ({c['falsified']})",
                       f"{_pct(unk, c['n'])} ({unk})", f"{c['time_s']:.2f}")
     return t
