@@ -77,7 +77,7 @@ class Z3Backend:
 
     def run(self, query: ir.Query, budget: Budget) -> Result:
         from hdsl.exact.decide import decide_box
-        from hdsl.exact.query import prepare
+        from hdsl.exact.query import file_stamp, prepare
 
         t0 = time.monotonic()
         prep = prepare(query)
@@ -91,7 +91,8 @@ class Z3Backend:
                 timed_out = True
                 break
             pre, slack = box_bounds(prep.net, prep.rows, lo, hi)
-            key = (str(query.network.path), query.network.mean, query.network.std, lo.tobytes(), hi.tobytes())
+            key = (str(query.network.path), file_stamp(str(query.network.path)), query.network.mean,
+                   query.network.std, lo.tobytes(), hi.tobytes())
             enc = _encoding(prep.net, key, lo, hi, pre)
             stats["unstable"] += enc.unstable
             out = decide_box(enc, prep.rows, slack, lo, hi, prep.replay, budget.deadline)

@@ -8,6 +8,7 @@ float32 inside the box that contains it).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,12 +21,19 @@ from hdsl.results import Counterexample
 
 
 @lru_cache(maxsize=16)
-def _cached_net(path: str, mean, std, shape) -> PwlNet:
+def _cached_net(path: str, mean, std, shape, stamp) -> PwlNet:
     return load_network(ir.Network("net", path, tuple(shape), mean=mean, std=std))
 
 
+def file_stamp(path: str) -> tuple[int, int]:
+    """(mtime, size) of a file, so caches notice a rewritten model."""
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
 def network_of(network: ir.Network) -> PwlNet:
-    return _cached_net(str(network.path), network.mean, network.std, tuple(network.input_shape))
+    path = str(network.path)
+    return _cached_net(path, network.mean, network.std, tuple(network.input_shape), file_stamp(path))
 
 
 @dataclass
