@@ -50,14 +50,16 @@ class OnnxInfo:
     num_outputs: int
 
 
-_INFO: dict[tuple[str, int], OnnxInfo] = {}
-_SESSIONS: dict[tuple[str, int], object] = {}
+_INFO: dict[tuple[str, str], OnnxInfo] = {}
+_SESSIONS: dict[tuple[str, str], object] = {}
 
 
-def _key(path: str | Path) -> tuple[str, int]:
+def _key(path: str | Path) -> tuple[str, str]:
+    from hdsl.files import content_digest
+
     p = Path(path)
     try:
-        return str(p.resolve()), p.stat().st_mtime_ns
+        return str(p.resolve()), content_digest(p)
     except FileNotFoundError:
         raise HdslError.single("V401", f"ONNX file not found: {p}", path=str(p)) from None
 

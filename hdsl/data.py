@@ -18,7 +18,6 @@ Options (``Dataset.options``, all strings):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -42,17 +41,19 @@ class LoadedData:
         return int(self.x.shape[0])
 
 
-_CACHE: dict[tuple[Dataset, float], LoadedData] = {}
+_CACHE: dict[tuple[Dataset, str], LoadedData] = {}
 
 
 def load_dataset(ds: Dataset) -> LoadedData:
-    """Read ``ds`` (cached on the declaration and the file's mtime)."""
+    """Read ``ds`` (cached on the declaration and the file's content digest)."""
+    from hdsl.files import content_digest
+
     try:
-        mtime = os.path.getmtime(ds.path)
+        digest = content_digest(ds.path)
     except OSError:
         raise _err(ds, "E401", f"data file not found: {ds.path}",
                    hint="paths in a spec are relative to the spec file's directory") from None
-    key = (ds, mtime)
+    key = (ds, digest)
     if key not in _CACHE:
         _CACHE[key] = _load(ds)
     return _CACHE[key]

@@ -39,23 +39,14 @@ from hdsl.results import (
 
 DEFAULT_STORE = ".hdsl-run/results.sqlite"
 
-_FILE_DIGESTS: dict[tuple[str, float, int], str] = {}
-
-
 def file_digest(path: str) -> str:
-    """SHA-256 of a file's contents (cached on path, mtime and size)."""
+    """SHA-256 of a file's contents (``missing:NAME`` when it cannot be read)."""
+    from hdsl.files import content_digest
+
     try:
-        st = os.stat(path)
+        return content_digest(path)
     except OSError:
         return "missing:" + os.path.basename(path)
-    key = (os.path.abspath(path), st.st_mtime, st.st_size)
-    if key not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_DIGESTS[key] = h.hexdigest()
-    return _FILE_DIGESTS[key]
 
 
 def canonical(value: Any, field_name: str = "") -> Any:

@@ -8,7 +8,6 @@ float32 inside the box that contains it).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,10 +24,11 @@ def _cached_net(path: str, mean, std, shape, stamp) -> PwlNet:
     return load_network(ir.Network("net", path, tuple(shape), mean=mean, std=std))
 
 
-def file_stamp(path: str) -> tuple[int, int]:
-    """(mtime, size) of a file, so caches notice a rewritten model."""
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size
+def file_stamp(path: str) -> str:
+    """The file's content digest, so caches notice a rewritten model (see ``hdsl.files``)."""
+    from hdsl.files import content_digest
+
+    return content_digest(path)
 
 
 def network_of(network: ir.Network) -> PwlNet:

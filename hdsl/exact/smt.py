@@ -148,7 +148,15 @@ class Z3Network:
         finite = timeout_s is not None and math.isfinite(timeout_s)
         # Z3 overruns its limits under load (measured: up to 2x), so ask for half the time left.
         s.set("timeout", max(1, int(0.5 * timeout_s * 1000)) if finite else 4294967295)
-        s.push()
+        try:
+            s.push()
+        except z3.Z3Exception:
+            # A late interrupt from an earlier check's timer can cancel this push; the flag is
+            # cleared by the failed call, so one retry suffices (else: inconclusive, never a crash).
+            try:
+                s.push()
+            except z3.Z3Exception as exc:
+                return SmtAnswer("timeout", time_s=time.monotonic() - t0, reason=f"interrupted: {exc}")
         # Z3's own timeout is not always honoured promptly (long preprocessing with big rationals),
         # so a timer interrupts the context at the deadline as well.
         timer = None
@@ -182,10 +190,15 @@ class Z3Network:
             reason = s.reason_unknown()
             status = "timeout" if ("timeout" in reason or "canceled" in reason) else "unknown"
             return SmtAnswer(status, time_s=dt, reason=reason)
+        except z3.Z3Exception as exc:  # interrupted while building the query or reading the model
+            return SmtAnswer("timeout", time_s=time.monotonic() - t0, reason=f"interrupted: {exc}")
         finally:
             if timer is not None:
                 timer.cancel()
-            s.pop()
+            try:
+                s.pop()
+            except z3.Z3Exception:
+                s.pop()  # same late-interrupt race as for push
 
 
 def _dyadic(a: np.ndarray) -> tuple[np.ndarray, int]:

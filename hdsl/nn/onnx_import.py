@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from hdsl.diagnostics import HdslError
+from hdsl.files import content_digest
 from hdsl.nn.graph import Graph, Node
 
 SUPPORTED = (
@@ -35,14 +36,14 @@ SUPPORTED = (
     "(and Shape/Gather/... on constants)"
 )
 
-_CACHE: dict[tuple[str, int], Graph] = {}
+_CACHE: dict[tuple[str, str], Graph] = {}
 
 
 def load_onnx(path: str | os.PathLike) -> Graph:
-    """Import an ONNX file (cached by path and modification time)."""
+    """Import an ONNX file (cached by path and content digest)."""
     p = Path(path)
     try:
-        key = (str(p.resolve()), p.stat().st_mtime_ns)
+        key = (str(p.resolve()), content_digest(p))
     except OSError as err:
         raise HdslError.single("E501", f"cannot read ONNX file {str(path)!r}: {err.strerror or err}",
                                path=str(path)) from None

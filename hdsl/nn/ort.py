@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-_SESSIONS: dict[tuple[str, int], object] = {}
+from hdsl.files import content_digest
+
+_SESSIONS: dict[tuple[str, str], object] = {}
 
 
 def session(path: str | os.PathLike):
-    """A cached CPU ``InferenceSession`` for ``path`` (keyed by path and mtime)."""
+    """A cached CPU ``InferenceSession`` for ``path`` (keyed by path and content digest)."""
     import onnxruntime as ort
 
     p = Path(path)
-    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    key = (str(p.resolve()), content_digest(p))
     if key not in _SESSIONS:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
