@@ -245,7 +245,7 @@ def node_backward(node: Node, A: torch.Tensor, state: BoundState, alphas: dict |
         A_in, const = _maxpool_backward(node, A, l, u)
         outs = [A_in]
     else:  # pragma: no cover - the importer only produces the ops above
-        raise NotImplementedError(op)
+        raise TypeError(f"CROWN has no backward rule for op {op!r}")
     if state.fp and node.name in state.noise:
         noise = _sum_rest(A.abs() * state.noise[node.name].unsqueeze(1))
         const = -noise if const is None else const - noise
