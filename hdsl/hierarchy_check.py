@@ -748,7 +748,9 @@ def _label_of(center: ir.DataPoint) -> int:
 # --------------------------------------------------------------------------- planner hook
 
 
-_CHECKERS: dict[ir.Network, HierarchyChecker] = {}
+# Keyed on the network file's contents too: a model rewritten in place must not be answered
+# by verdicts or bounds about the old one (see hdsl.files).
+_CHECKERS: dict[tuple[ir.Network, str], HierarchyChecker] = {}
 _DONE: dict[tuple, list[tuple[tuple[int, ...], LevelVerdict]]] = {}
 _OPEN: dict[tuple, tuple[float, object]] = {}  # (point key, set) -> (budget it had, the open Result)
 
@@ -777,12 +779,16 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     level = query.level if query.level is not None else 1
     t0 = time.monotonic()
     region = query.region
-    key = (query.network, region.center, region.eps, region.domain)
+    from hdsl.files import content_digest
+
+    digest = content_digest(query.network.path)
+    key = (query.network, digest, region.center, content_digest(region.center.data.path), region.eps,
+           region.domain)
     net = query.network if query.network.input_range == region.domain else _with_range(query.network, region.domain)
-    checker = _CHECKERS.get(net)
+    checker = _CHECKERS.get((net, digest))
     if checker is None:
         # splitting and Z3 come from the planner's portfolio below (bounds with α-CROWN, bab, z3)
-        checker = _CHECKERS[net] = HierarchyChecker(net, None, methods=("pairs", "lambda"))
+        checker = _CHECKERS[(net, digest)] = HierarchyChecker(net, None, methods=("pairs", "lambda"))
     x0 = center_point(region.center)
     label = query.label if query.label is not None else _label_of(region.center)
     checker._box = checker.real_ball(x0, region.eps)
