@@ -14,7 +14,7 @@ from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.input_split import input_split
 from hdsl.bab.relu_split import relu_split
 from hdsl.exact.net import Layer, PwlNet, from_onnx, to_onnx
-from hdsl.exact.ort import OrtReplayer
+from hdsl.exact.query import prepare
 from hdsl.exact.spec import spec_rows
 
 torch.set_num_threads(1)
@@ -36,7 +36,8 @@ def _search(fn, net, tmp_path, **kw):
     path = str(tmp_path / "n.onnx")
     to_onnx(net, path)
     net = from_onnx(path)
-    return fn(net, spec_rows(SPEC, 3), [(np.array([-1.0]), np.array([1.0]))], OrtReplayer(path, SPEC),
+    replay = prepare(ir.Query("q", ir.Network("n", path, (1,)), ir.Box((-1.0,), (1.0,)), SPEC, "p")).replay
+    return fn(net, spec_rows(SPEC, 3), [(np.array([-1.0]), np.array([1.0]))], replay,
               time.monotonic() + 30, **kw)
 
 

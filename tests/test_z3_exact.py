@@ -14,7 +14,7 @@ from hdsl import ir
 from hdsl.exact.decide import decide_exact
 from hdsl.exact.fperr import output_error
 from hdsl.exact.net import Layer, PwlNet, from_onnx, to_onnx
-from hdsl.exact.ort import OrtReplayer
+from hdsl.exact.query import prepare
 from hdsl.exact.smt import CompactZ3Network, Z3Network, to_float32_in_box
 from hdsl.exact.spec import spec_rows
 
@@ -43,8 +43,10 @@ def _decide(net, spec, lo, hi, tmp_path, **kw):
     path = str(tmp_path / "n.onnx")
     to_onnx(net, path)
     net2 = from_onnx(path)
+    box = ir.Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+    replay = prepare(ir.Query("q", ir.Network("n", path, (net2.input_size,)), box, spec, "p")).replay
     return decide_exact(net2, spec_rows(spec, net2.output_size), np.array(lo, float), np.array(hi, float),
-                        OrtReplayer(path, spec), time.monotonic() + 30, **kw)
+                        replay, time.monotonic() + 30, **kw)
 
 
 def test_t3_proved_exactly(tmp_path):
