@@ -188,7 +188,13 @@ def _run_ray(items, units, timeouts, config: RunConfig, finish) -> None:
         raise HdslError.single("E901", "--ray needs the 'ray' package", hint="pip install 'hdsl[ray]'") from None
     if not ray.is_initialized():
         address = None if config.ray_address in ("local", "") else config.ray_address
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, ValueError, RuntimeError...
+            from hdsl.diagnostics import HdslError
+
+            raise HdslError.single("E902", f"cannot connect to the Ray cluster at {config.ray_address!r}: {exc}",
+                                   hint="start it with `ray start --head`, or use --ray local") from None
     remote_solve = ray.remote(solve_unit)
     refs = {remote_solve.remote([items[i] for i in unit], [timeouts[i] for i in unit], config.backend): unit
             for unit in units}

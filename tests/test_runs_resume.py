@@ -153,3 +153,4 @@ def test_ctrl_c_in_the_cli_keeps_finished_results_and_resumes(project):
         return sorted((r["query"], r["verdict"]) for p in data["properties"] for r in p["items"])
 
     assert verdicts(resumed.stdout) == verdicts(clean.stdout)
+
