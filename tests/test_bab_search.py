@@ -99,3 +99,46 @@ def test_crown_bounds_are_sound_under_splits(seed, mode, with_splits):
     z1 = np.maximum(xs[keep] @ net.layers[0].weight.astype(float).T + net.layers[0].bias, 0)
     z1 = z1 @ net.layers[1].weight.astype(float).T + net.layers[1].bias
     assert np.all(z1 >= pre_l.numpy()[0] - 1e-9) and np.all(z1 <= pre_u.numpy()[0] + 1e-9)
+
+
+def _random_net(rng, widths):
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(Layer(rng.normal(size=(b, a)).astype(F32), rng.normal(size=b).astype(F32) * 0.3,
+                            i < len(widths) - 2))
+    return PwlNet(tuple(layers))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000))
+def test_gradient_interval_contains_sampled_gradients(seed):
+    from hdsl.bab.input_split import gradient_interval
+
+    rng = np.random.default_rng(seed)
+    net = _random_net(rng, [3, 6, 5, 2])
+    lo = rng.uniform(-1, 0, size=(1, 3))
+    hi = lo + rng.uniform(0.05, 1, size=(1, 3))
+    out = crown(TorchNet.of(net), torch.as_tensor(lo), torch.as_tensor(hi),
+                torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    pre = [(l.numpy(), u.numpy()) for l, u in out.pre]
+    g_lo, g_hi = gradient_interval(net, np.eye(2)[None], pre)
+    x = torch.tensor(lo + (hi - lo) * rng.random((200, 3)), requires_grad=True)
+    tn = TorchNet.of(net)
+    for r in range(2):
+        (g,) = torch.autograd.grad(tn.forward(x)[:, r].sum(), x)
+        assert np.all(g.numpy() >= g_lo[0, r] - 1e-9) and np.all(g.numpy() <= g_hi[0, r] + 1e-9)
+
+
+def test_split_dimension_sees_influence_through_unstable_relus():
+    # y = relu(x0) + relu(-x0) + 0.01 x1: the final CROWN line has a small slope on x0
+    # (the two relaxations cancel), yet x0 is what makes the bound loose.
+    from hdsl.bab.input_split import split_dimension
+
+    net = PwlNet((Layer(np.array([[1, 0], [-1, 0], [0, 1]], F32), np.zeros(3, F32), True),
+                  Layer(np.array([[1, 1, 0.01]], F32), np.zeros(1, F32), False)))
+    lo, hi = np.array([[-1.0, 0.0]]), np.array([[1.0, 1.0]])
+    rows = spec_rows(ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((0, 1.0),), -0.5)),)),)), 1)
+    out = crown(TorchNet.of(net), torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(rows.A),
+                torch.as_tensor(rows.d))
+    pre = [(l.numpy(), u.numpy()) for l, u in out.pre]
+    assert split_dimension(net, rows, [np.array([0])], lo, hi, pre)[0] == 0
