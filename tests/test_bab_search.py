@@ -142,3 +142,30 @@ def test_split_dimension_sees_influence_through_unstable_relus():
                 torch.as_tensor(rows.d))
     pre = [(l.numpy(), u.numpy()) for l, u in out.pre]
     assert split_dimension(net, rows, [np.array([0])], lo, hi, pre)[0] == 0
+
+
+def _pinhole(tmp_path):
+    # y = |x0 - 0.3| + |x1 + 0.2| (as four ReLUs); unsafe: y <= 1e-4, a tiny diamond inside the box.
+    net = PwlNet((Layer(np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], F32), np.array([-0.3, 0.3, 0.2, -0.2], F32), True),
+                  Layer(np.ones((1, 4), F32), np.zeros(1, F32), False)))
+    path = str(tmp_path / "pin.onnx")
+    to_onnx(net, path)
+    spec = ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((0, -1.0),), 1e-4)),)),))
+    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box((-1.0, -1.0), (1.0, 1.0)), spec, "p")
+    return from_onnx(path), spec_rows(spec, 1), prepare(q).replay
+
+
+def test_input_split_finds_interior_counterexample_by_local_attack(tmp_path, monkeypatch):
+    import hdsl.bab.input_split as mod
+
+    net, rows, replay = _pinhole(tmp_path)
+    box = [(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))]
+    out = input_split(net, rows, box, replay, time.monotonic() + 30, use_z3=False)
+    assert out.status == "falsified"
+    assert out.counterexample is not None
+    x = np.asarray(out.counterexample.x, dtype=np.float64)
+    assert abs(x[0] - 0.3) + abs(x[1] + 0.2) <= 1e-4
+    with_attack = out.stats["boxes"]
+    monkeypatch.setattr(mod, "local_attack", lambda tn, rows, starts, *a, **k: starts)
+    without = input_split(net, rows, box, replay, time.monotonic() + 30, use_z3=False)
+    assert without.status != "falsified" or without.stats["boxes"] > with_attack
