@@ -26,6 +26,7 @@ import torch
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.exact.decide import Replayer, decide_exact
+from hdsl.exact.fperr import interval_gradients
 from hdsl.exact.net import PwlNet
 from hdsl.exact.smt import to_float32_in_box
 from hdsl.exact.spec import SpecRows
@@ -60,27 +61,6 @@ def _best_rows(rows: SpecRows, lb: np.ndarray, excl: np.ndarray) -> list[np.ndar
     return out
 
 
-def gradient_interval(net: PwlNet, rows: np.ndarray, pre_np) -> tuple[np.ndarray, np.ndarray]:
-    """Elementwise bounds ``(B, R, n_in)`` on the input gradient of spec rows ``rows`` (B, R, n_out).
-
-    Backward interval product through the layers; a ReLU's derivative is 1 when
-    its pre-activation interval is positive, 0 when negative, and anywhere in
-    [0, 1] when the neuron is unstable (ReluVal, Wang et al. 2018).
-    """
-    g_lo = g_hi = rows
-    for k in range(len(net.layers) - 1, -1, -1):
-        W = np.asarray(net.layers[k].weight, dtype=np.float64)
-        c, r = (g_lo + g_hi) / 2 @ W, (g_hi - g_lo) / 2 @ np.abs(W)
-        g_lo, g_hi = c - r, c + r
-        if k > 0 and net.layers[k - 1].relu:
-            l, u = pre_np[k - 1]
-            d_hi = (u > 0).astype(np.float64)[:, None, :]
-            d_lo = (l >= 0).astype(np.float64)[:, None, :]
-            cands = (g_lo * d_lo, g_lo * d_hi, g_hi * d_lo, g_hi * d_hi)
-            g_lo, g_hi = np.minimum.reduce(cands), np.maximum.reduce(cands)
-    return g_lo, g_hi
-
-
 def split_dimension(net: PwlNet, rows: SpecRows, best: list[np.ndarray], lo: np.ndarray, hi: np.ndarray,
                     pre_np) -> np.ndarray:
     """Per box, the input dimension to halve: the largest *smear* ``max|dy/dx_i| * width_i``.
@@ -97,7 +77,7 @@ def split_dimension(net: PwlNet, rows: SpecRows, best: list[np.ndarray], lo: np.
     for k, b in enumerate(best):
         has = b >= 0
         sel[has, k] = rows.A[b[has]]
-    g_lo, g_hi = gradient_interval(net, sel, pre_np)
+    *_, (_, g_lo, g_hi) = interval_gradients(net.layers, sel, pre_np)
     score = (np.maximum(np.abs(g_lo), np.abs(g_hi)) * width[:, None, :]).sum(axis=1)
     flat = score.max(axis=1) <= 0
     score[flat] = width[flat]  # no gradient information: split the widest side
