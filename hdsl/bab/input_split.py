@@ -10,9 +10,10 @@ CROWN, and:
   CROWN bound of its best row as counterexamples (float32 forward, then replay);
 * sends nearly linear boxes (few unstable ReLUs) or boxes that cannot be split
   further to Z3, which decides them exactly;
+* runs a few gradient steps inside every open box (interior counterexamples);
 * splits the rest in half along the dimension with the largest *smear*
-  ``|coef_i| * width_i`` of the open rows (the input's estimated contribution
-  to the bound's looseness, as in Wang et al., ReluVal, 2018).
+  ``max |d row / d x_i| * width_i``, the gradient bounded over the box's ReLU
+  states (Wang et al., ReluVal, 2018).
 """
 
 from __future__ import annotations
