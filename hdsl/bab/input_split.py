@@ -206,31 +206,23 @@ def input_split(
         best = _best_rows(rows, lb, excl)
 
         # Candidate counterexamples: centres and the minimising vertices of open rows.
-        cands, clo, chi = [(lo + hi) / 2], [lo], [hi]
-        for b in best:
-            has = b >= 0
-            if has.any():
-                c = coef[np.nonzero(has)[0], b[has]]
+        cands, clo, chi, cdis = [(lo + hi) / 2], [lo], [hi], [np.full(len(lo), -1)]
+        for k, b in enumerate(best):
+            has = np.nonzero(b >= 0)[0]
+            if len(has):
+                c = coef[has, b[has]]
                 cands.append(np.where(c > 0, lo[has], hi[has]))
                 clo.append(lo[has])
                 chi.append(hi[has])
-        ce = try_candidates(net, rows, np.concatenate(cands), np.concatenate(clo), np.concatenate(chi), replay)
-        if ce is None:
+                cdis.append(np.full(len(has), k))
+        cands, clo, chi, cdis = (np.concatenate(a) for a in (cands, clo, chi, cdis))
+        ce = try_candidates(net, rows, cands, clo, chi, replay)
+        vert = cdis >= 0
+        if ce is None and vert.any():
             # Gradient steps from each open disjunct's minimising vertex, inside its box.
-            starts, slo, shi, sdis = [], [], [], []
-            for k, b in enumerate(best):
-                has = np.nonzero(b >= 0)[0]
-                if len(has):
-                    c = coef[has, b[has]]
-                    starts.append(np.where(c > 0, lo[has], hi[has]))
-                    slo.append(lo[has])
-                    shi.append(hi[has])
-                    sdis.append(np.full(len(has), k))
-            if starts:
-                slo_a, shi_a = np.concatenate(slo), np.concatenate(shi)
-                with torch.enable_grad():
-                    pts = local_attack(tn, rows, np.concatenate(starts), np.concatenate(sdis), slo_a, shi_a)
-                ce = try_candidates(net, rows, pts, slo_a, shi_a, replay)
+            with torch.enable_grad():
+                pts = local_attack(tn, rows, cands[vert], cdis[vert], clo[vert], chi[vert])
+            ce = try_candidates(net, rows, pts, clo[vert], chi[vert], replay)
         if ce is not None:
             return BabOutcome("falsified", ce, stats=_fin(stats, t0), decided_by="bab")
 

@@ -54,32 +54,31 @@ def output_error(layers, magnitudes: list[np.ndarray], upper: list[np.ndarray] |
     pre-activation: a ReLU whose ``upper + error < 0`` outputs exactly 0 in both
     the real and the float32 network, so it passes no error on.
     """
-    e = np.zeros_like(np.asarray(magnitudes[0], dtype=np.float64))
-    for k, (layer, M) in enumerate(zip(layers, magnitudes)):
-        W = np.abs(np.asarray(layer.weight, dtype=np.float64))
-        b = np.abs(np.asarray(layer.bias, dtype=np.float64))
-        g = gamma(layer.fan_in + 3)  # +2: headroom for elementwise ops folded into the layer
-        e = e @ W.T + g * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
-        if upper is not None and layer.relu:
-            e = np.where(np.asarray(upper[k]) + e * (1 + 1e-6) < 0, 0.0, e)
+    *_, e = _layer_errors(layers, magnitudes, upper, U32)
     # Outward slack for the float64 arithmetic used to compute this bound.
+    return _outward(e)
+
+
+def _outward(e: np.ndarray) -> np.ndarray:
     return e * (1 + 1e-6) + 1e-30
 
 
 def _layer_errors(layers, magnitudes, upper, u: float):
-    """Per layer: (rounding injected there ``g_k``, total error of its pre-activation ``e_k``)."""
+    """Per layer the rounding injected there ``g_k`` and the error of its pre-activation ``e_k``;
+    then the error of the output (after a final ReLU's zeroing)."""
     e = np.zeros_like(np.asarray(magnitudes[0], dtype=np.float64))
     gs, es = [], []
     for k, (layer, M) in enumerate(zip(layers, magnitudes)):
         W = np.abs(np.asarray(layer.weight, dtype=np.float64))
         b = np.abs(np.asarray(layer.bias, dtype=np.float64))
-        g = gamma(layer.fan_in + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
+        g = gamma(layer.fan_in + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)  # +2: headroom
         e = e @ W.T + g
         gs.append(g)
         es.append(e)
-        if layer.relu:
+        if upper is not None and layer.relu:
+            # a ReLU that is off with margin outputs exactly 0 in both networks: no error passes on
             e = np.where(np.asarray(upper[k]) + e * (1 + 1e-6) < 0, 0.0, e)
-    return gs, es
+    return gs, es, e
 
 
 def interval_gradients(layers, rows: np.ndarray, pre):
@@ -115,13 +114,23 @@ def row_error(layers, magnitudes: list[np.ndarray], pre: list[tuple[np.ndarray, 
     ``k`` over the region, ``magnitudes`` as for ``output_error`` and ``rows``
     ``(R, n_out)``. ``u`` is the unit roundoff (float32 unless a test says otherwise).
     """
-    gs, es = _layer_errors(layers, magnitudes, [hi for _, hi in pre], u)
+    return _row_error(layers, pre, rows, *_layer_errors(layers, magnitudes, [hi for _, hi in pre], u)[:2])
+
+
+def _row_error(layers, pre, rows, gs, es) -> np.ndarray:
     widened = [(np.asarray(l) - e, np.asarray(h) + e) for (l, h), e in zip(pre, es)]
     total = 0.0
     for k, g_lo, g_hi in interval_gradients(layers, rows, widened):
         if k >= 0:
             total = total + (np.maximum(np.abs(g_lo), np.abs(g_hi)) * gs[k][:, None, :]).sum(-1)
-    return total * (1 + 1e-6) + 1e-30
+    return _outward(total)
+
+
+def rows_slack(layers, magnitudes: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]],
+               rows: np.ndarray) -> np.ndarray:
+    """The smaller of the two sound float32 bounds per box and row (one pass over the layers)."""
+    gs, es, e_out = _layer_errors(layers, magnitudes, [hi for _, hi in pre], U32)
+    return np.minimum(spec_slack(rows, _outward(e_out)), _row_error(layers, pre, rows, gs, es))
 
 
 def spec_slack(rows: np.ndarray, out_err: np.ndarray) -> np.ndarray:
