@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from hdsl.bab.common import BabOutcome, batch_slack
+from hdsl.bab.conjunction import exclude_by_combination
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.fperr import interval_gradients
@@ -143,6 +144,7 @@ def input_split(
     max_queue: int = 2_000_000,
     intermediate: str = "adaptive",
     hybrid_min_unstable: int = 0,
+    combine: bool = True,
 ) -> BabOutcome:
     t0 = time.monotonic()
     tn = TorchNet.of(net)
@@ -151,6 +153,7 @@ def input_split(
     C = torch.as_tensor(rows.A)
     d = torch.as_tensor(rows.d)
     K = rows.n_disjuncts
+    conj = combine and bool((np.bincount(rows.disjunct, minlength=K) > 1).any())
     lo_q = np.concatenate([np.atleast_2d(p[0]) for p in parts]).astype(np.float64)
     hi_q = np.concatenate([np.atleast_2d(p[1]) for p in parts]).astype(np.float64)
     mask_q = np.zeros((len(lo_q), K), dtype=bool)
@@ -188,6 +191,8 @@ def input_split(
             pre_np = [(l.numpy(), u.numpy()) for l, u in out.pre]
             slack = batch_slack(net, rows.A, pre_np, lo, hi)
             excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | mask
+            if conj:
+                excl = exclude_by_combination(rows, lb, out.coef.numpy(), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
             if not open_.any():
                 break
