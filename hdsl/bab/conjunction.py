@@ -31,6 +31,13 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - theta[:, None], 0.0)
 
 
+def _box_min(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``min_x a . x`` over each box, for ``a`` (N, ..., n) and boxes (N, n)."""
+    shape = (lo.shape[0],) + (1,) * (a.ndim - 2) + (lo.shape[1],)
+    lo, hi = lo.reshape(shape), hi.reshape(shape)
+    return np.where(a > 0, a * lo, a * hi).sum(axis=-1)
+
+
 def combined_bound(lam: np.ndarray, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     """Lower bound of ``sum_r lam_r (a_r . x + c_r)`` over each box, its minimiser and a float64 allowance.
 
@@ -50,7 +57,7 @@ def best_combination(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarra
     result excludes the conjunction.
     """
     m = a.shape[1]
-    single = c + np.where(a > 0, a * lo[:, None, :], a * hi[:, None, :]).sum(axis=2)
+    single = c + _box_min(a, lo, hi)
     lam = np.eye(m)[np.argmax(single, axis=1)]
     best_val, _, tol = combined_bound(lam, a, c, lo, hi)
     best_val = best_val - tol
@@ -79,8 +86,7 @@ def exclude_by_combination(rows: SpecRows, lb: np.ndarray, coef: np.ndarray, sla
     (N, R) the float32 slack per row.
     """
     excl = excl.copy()
-    corner = np.where(coef > 0, coef * lo[:, None, :], coef * hi[:, None, :]).sum(axis=2)
-    const = lb - corner  # the linear bounds' constants: lb = min_x coef.x + const
+    const = lb - _box_min(coef, lo, hi)  # the linear bounds' constants: lb = min_x coef.x + const
     for k in range(rows.n_disjuncts):
         idx = np.nonzero(rows.disjunct == k)[0]
         open_ = np.nonzero(~excl[:, k])[0]

@@ -201,10 +201,3 @@ def crown(
     lb, coef = _backward(net, lam, L - 1, pre, lo, hi, record)
     return CrownOut(lb + d, coef, pre, record)
 
-
-def magnitudes(pre: list[tuple[np.ndarray, np.ndarray]], lo: np.ndarray, hi: np.ndarray, relu: list[bool]):
-    """Bounds on |h_l| (the input of each layer) from pre-activation bounds, for ``fperr``."""
-    mags = [np.maximum(np.abs(lo), np.abs(hi))]
-    for (l, u), r in zip(pre[:-1], relu[:-1]):
-        mags.append(np.maximum(u, 0) if r else np.maximum(np.abs(l), np.abs(u)))
-    return mags
