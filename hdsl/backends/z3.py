@@ -94,8 +94,8 @@ class Z3Backend:
             key = (str(query.network.path), file_stamp(str(query.network.path)), query.network.mean,
                    query.network.std, lo.tobytes(), hi.tobytes())
             enc = _encoding(prep.net, key, lo, hi, pre)
-            stats["unstable"] += enc.unstable
             out = decide_box(enc, prep.rows, slack, lo, hi, prep.replay, budget.deadline)
+            stats["unstable"] += enc.unstable  # known once the (possibly isolated) encoding has been built
             stats["z3_s"] += out.time_s
             if out.status == "falsified":
                 return self._result(query, Verdict.FALSIFIED, t0, margin=out.counterexample.margin,

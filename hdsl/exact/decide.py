@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from hdsl.exact.net import PwlNet
 from hdsl.exact.smt import Z3Network, to_float32_in_box
+
+if TYPE_CHECKING:
+    from hdsl.exact.isolated import IsolatedZ3Network
 from hdsl.exact.spec import SpecRows
 from hdsl.results import Counterexample
 
@@ -37,7 +40,7 @@ class ExactOutcome:
 
 
 def decide_box(
-    enc: Z3Network,
+    enc: "Z3Network | IsolatedZ3Network",
     rows: SpecRows,
     slack: np.ndarray,
     lo: np.ndarray,
@@ -87,11 +90,33 @@ def decide_box(
 COMPACT_MAX_INPUTS = 32
 
 
-def make_encoding(net: PwlNet, lo, hi, pre, fixed=None) -> Z3Network:
+def isolate_z3(net: PwlNet) -> bool:
+    """Whether Z3 runs in the killable worker (``hdsl.exact.isolated``) for this network.
+
+    The layered encoding of a network with many inputs is where Z3 overran its
+    timeout inside ``push``; the small compact encodings (ACAS Xu leaves, by
+    the thousand) stay in-process, where a check costs no pipe round trip.
+    ``HDSL_Z3_ISOLATE=1`` / ``0`` forces either.
+    """
+    import os
+
+    from hdsl.exact.isolated import isolation_available
+
+    forced = os.environ.get("HDSL_Z3_ISOLATE", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1" and isolation_available()
+    return net.input_size > COMPACT_MAX_INPUTS and isolation_available()
+
+
+def make_encoding(net: PwlNet, lo, hi, pre, fixed=None) -> "Z3Network | IsolatedZ3Network":
     """The compact encoding (stable neurons composed away) for few inputs, else the layered one."""
+    from hdsl.exact.isolated import IsolatedZ3Network
     from hdsl.exact.smt import CompactZ3Network
 
-    if pre is not None and net.input_size <= COMPACT_MAX_INPUTS:
+    compact = pre is not None and net.input_size <= COMPACT_MAX_INPUTS
+    if isolate_z3(net):
+        return IsolatedZ3Network(net, lo, hi, pre, fixed, compact=compact)
+    if compact:
         return CompactZ3Network(net, lo, hi, pre, fixed)
     return Z3Network(net, lo, hi, pre, fixed)
 
