@@ -8,6 +8,8 @@ CROWN, and:
   than the float32 slack of that box;
 * tries the box centre and, per open disjunct, the vertex that minimises the
   CROWN bound of its best row as counterexamples (float32 forward, then replay);
+* drops a box with few unstable ReLUs when each of their activation patterns is
+  shown infeasible with the unsafe set by an LP dual (``hdsl.bab.patterns``);
 * sends nearly linear boxes (few unstable ReLUs) or boxes that cannot be split
   further to Z3, which decides them exactly;
 * runs a few gradient steps inside every open box (interior counterexamples);
@@ -27,6 +29,7 @@ import torch
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
 from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.fperr import interval_gradients
 from hdsl.exact.net import PwlNet
@@ -145,6 +148,7 @@ def input_split(
     intermediate: str = "adaptive",
     hybrid_min_unstable: int = 0,
     combine: bool = True,
+    pattern_unstable: int = 6,
 ) -> BabOutcome:
     t0 = time.monotonic()
     tn = TorchNet.of(net)
@@ -162,13 +166,13 @@ def input_split(
     # Parent pre-activation bounds (valid on the children), stored in float32 rounded outward.
     plo_q = [np.full((len(lo_q), w), -np.inf, dtype=np.float32) for w in widths]
     phi_q = [np.full((len(lo_q), w), np.inf, dtype=np.float32) for w in widths]
-    stats = {"boxes": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "min_lb": float("inf")}
+    stats = {"boxes": 0, "rounds": 0, "z3_leaves": 0, "pattern_proved": 0, "float32_blocked": 0, "max_depth": 0, "min_lb": float("inf")}
 
     while len(lo_q):
         if time.monotonic() >= deadline:
-            return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(lo_q)} boxes open")
+            return BabOutcome("timeout", stats=_fin(stats, t0), message=_open(f"{len(lo_q)} boxes open", stats))
         if len(lo_q) > max_queue:
-            return BabOutcome("unknown", stats=_fin(stats, t0), message="too many open boxes")
+            return BabOutcome("unknown", stats=_fin(stats, t0), message=_open("too many open boxes", stats))
         n = min(batch, len(lo_q))
         lo, hi, mask, depth = lo_q[-n:], hi_q[-n:], mask_q[-n:], depth_q[-n:]
         prior = [(torch.as_tensor(a[-n:], dtype=torch.float64), torch.as_tensor(b[-n:], dtype=torch.float64))
@@ -180,7 +184,8 @@ def input_split(
         stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
         if _VERBOSE:
             print(f"[bab] round {stats['rounds']} open {len(lo_q) + n} depth {int(depth.max())} "
-                  f"t {time.monotonic() - t0:.1f}s min_lb {stats['min_lb']:.4g} z3 {stats['z3_leaves']}", flush=True)
+                  f"t {time.monotonic() - t0:.1f}s min_lb {stats['min_lb']:.4g} z3 {stats['z3_leaves']} "
+                  f"patterns {stats['pattern_proved']}", flush=True)
         passes = ["forward", "hybrid"] if intermediate == "adaptive" else [intermediate]
         for mode in passes:
             # Cheap forward bounds (intersected with the parent's) first; the boxes they leave
@@ -198,6 +203,7 @@ def input_split(
                 break
             idx = np.nonzero(open_)[0]
             lo, hi, excl, depth, lb, mask = lo[idx], hi[idx], excl[idx], depth[idx], lb[idx], excl[idx]
+            slack = slack[idx]
             coef = out.coef.numpy()[idx]
             pre_np = [(l[idx], u[idx]) for l, u in pre_np]
             prior = [(torch.as_tensor(l), torch.as_tensor(u)) for l, u in pre_np]
@@ -231,16 +237,26 @@ def input_split(
         if ce is not None:
             return BabOutcome("falsified", ce, stats=_fin(stats, t0), decided_by="bab")
 
+        # Boxes with few unstable ReLUs: every activation pattern's polyhedron shown empty (an LP dual each).
+        done = np.zeros(len(lo), dtype=bool)
+        if pattern_unstable > 0 and (unstable <= pattern_unstable).any():
+            done = prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack,
+                                     np.nonzero(unstable <= pattern_unstable)[0])
+            stats["pattern_proved"] += int(done.sum())
+            failed = np.nonzero((unstable <= pattern_unstable) & ~done)[0]
+            if len(failed):  # safe in real arithmetic, but not by more than the float32 rounding bound?
+                real = prove_by_patterns(net, rows, lo, hi, pre_np, excl, np.zeros_like(slack), failed)
+                stats["float32_blocked"] += int(real.sum())
         dim = split_dimension(net, rows, best, lo, hi, pre_np)
         rr = np.arange(len(lo))
         mid = (lo[rr, dim] + hi[rr, dim]) / 2
         splittable = (mid > lo[rr, dim]) & (mid < hi[rr, dim])
-        to_z3 = use_z3 & ((unstable <= z3_unstable) | ~splittable)
+        to_z3 = use_z3 & ((unstable <= z3_unstable) | ~splittable) & ~done
         if not use_z3 and (~splittable).any():
-            return BabOutcome("unknown", stats=_fin(stats, t0), message="a box cannot be split further")
+            return BabOutcome("unknown", stats=_fin(stats, t0), message=_open("a box cannot be split further", stats))
         for i in np.nonzero(to_z3)[0]:
             if time.monotonic() >= deadline:
-                return BabOutcome("timeout", stats=_fin(stats, t0), message="during exact leaves")
+                return BabOutcome("timeout", stats=_fin(stats, t0), message=_open("during exact leaves", stats))
             stats["z3_leaves"] += 1
             keep = ~excl[i]
             sub = sub_rows(rows, keep)
@@ -253,9 +269,9 @@ def input_split(
             if res.status == "proved":
                 continue
             if not splittable[i]:
-                return BabOutcome("unknown", stats=_fin(stats, t0), message=f"exact leaf: {res.status} {res.message}")
+                return BabOutcome("unknown", stats=_fin(stats, t0), message=_open(f"exact leaf: {res.status} {res.message}", stats))
             to_z3[i] = False  # undecided in its time slice: keep splitting it
-        split = np.nonzero(~to_z3)[0]
+        split = np.nonzero(~to_z3 & ~done)[0]
         if len(split):
             lo_s, hi_s, dim_s, mid_s = lo[split], hi[split], dim[split], mid[split]
             r = np.arange(len(split))
@@ -272,6 +288,15 @@ def input_split(
                 plo_q[k] = np.concatenate([plo_q[k], l32, l32])
                 phi_q[k] = np.concatenate([phi_q[k], u32, u32])
     return BabOutcome("proved", stats=_fin(stats, t0))
+
+
+def _open(message: str, stats: dict) -> str:
+    """Why a search ended open, with the boxes whose only obstacle is float32 rounding named."""
+    n = stats.get("float32_blocked", 0)
+    if n:
+        message += (f"; {n} boxes are safe in real arithmetic, but by less than the float32 rounding bound "
+                    "that a proof of the float32 network must exceed")
+    return message
 
 
 def _down32(a: np.ndarray) -> np.ndarray:
