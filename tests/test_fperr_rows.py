@@ -81,3 +81,23 @@ def test_row_error_is_tighter_than_the_crude_bound_on_a_deep_net():
     crude = spec_slack(rows, output_error(net.layers, mags, [u for _, u in pre]))[0]
     assert np.all(tight <= crude)
     assert np.all(tight < crude / 10)
+
+
+def test_only_live_terms_count_towards_the_rounding_bound():
+    # 40 hidden ReLUs, 38 of them off with margin on the box: they output exact zeros in float32,
+    # so the next layer sums 2 live terms and a bias (gamma(2 + 3)), not 40.
+    from hdsl.exact.fperr import _layer_errors, gamma
+
+    rng = np.random.default_rng(0)
+    bias = np.full(40, -10.0, np.float32)
+    bias[:2] = 0.5
+    net = PwlNet((Layer(rng.uniform(-0.1, 0.1, size=(40, 2)).astype(np.float32), bias, True),
+                  Layer(rng.normal(size=(3, 40)).astype(np.float32), np.zeros(3, np.float32), False)))
+    lo, hi = np.full((1, 2), -1.0), np.full((1, 2), 1.0)
+    pre, mags = _region(net, lo, hi)
+    gs, _, _ = _layer_errors(net.layers, mags, [u for _, u in pre], 2.0**-24)
+    W = np.abs(net.layers[1].weight.astype(np.float64))
+    e0 = gs[0]  # the first layer's error feeds the second
+    full = gamma(40 + 3) * ((mags[1] + e0) @ W.T)
+    assert np.allclose(gs[1], gamma(2 + 3) * ((mags[1] + e0) @ W.T))
+    assert np.all(gs[1] < 0.2 * full)

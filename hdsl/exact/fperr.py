@@ -14,6 +14,10 @@ Model (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1): a layer
     e_{l+1} <= |W| e_l + gamma_{n+1} (|W| (M_l + e_l) + |b|)
 
 where ``M_l`` bounds ``|h_l|`` over the region (from interval or CROWN bounds).
+Adding an exact zero does not round, so ``n`` counts only the live inputs: a
+ReLU whose pre-activation is below zero by more than its error outputs exactly
+0 in float32, and on small branch-and-bound boxes half of them are (ACAS Xu:
+the slack drops by a quarter).
 The input itself is a float32 point, so ``e_0 = 0``. A spec row ``c . y + d``
 then differs by at most ``|c| . e_out``.
 
@@ -67,18 +71,31 @@ def _layer_errors(layers, magnitudes, upper, u: float):
     """Per layer the rounding injected there ``g_k`` and the error of its pre-activation ``e_k``;
     then the error of the output (after a final ReLU's zeroing)."""
     e = np.zeros_like(np.asarray(magnitudes[0], dtype=np.float64))
+    live = None  # per box, how many of the layer's inputs may be nonzero in float32 (None: all)
     gs, es = [], []
     for k, (layer, M) in enumerate(zip(layers, magnitudes)):
         W = np.abs(np.asarray(layer.weight, dtype=np.float64))
         b = np.abs(np.asarray(layer.bias, dtype=np.float64))
-        g = gamma(layer.fan_in + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)  # +2: headroom
+        # A product with an exact zero adds exactly, so only the live terms (and the bias) round:
+        # gamma of their count, never more than the row's fan-in (+2 headroom).
+        n = layer.fan_in if live is None else np.minimum(layer.fan_in, live)[..., None]
+        g = gamma_of(n + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
         e = e @ W.T + g
         gs.append(g)
         es.append(e)
+        live = None
         if upper is not None and layer.relu:
             # a ReLU that is off with margin outputs exactly 0 in both networks: no error passes on
-            e = np.where(np.asarray(upper[k]) + e * (1 + 1e-6) < 0, 0.0, e)
+            off = np.asarray(upper[k]) + e * (1 + 1e-6) < 0
+            e = np.where(off, 0.0, e)
+            live = (~off).sum(axis=-1)
     return gs, es, e
+
+
+def gamma_of(n, u: float = U32):
+    """``gamma`` elementwise for an integer or an array of term counts."""
+    n = np.asarray(n, dtype=np.float64)
+    return n * u / (1 - n * u)
 
 
 def interval_gradients(layers, rows: np.ndarray, pre):
