@@ -5,18 +5,15 @@ on: ``h_0 = x``; ``z_l = W_l h_{l-1} + b_l``; ``h_l = relu(z_l)`` when the
 layer has ``relu`` set, else ``h_l = z_l``. Weights stay float32 (the values
 the real network multiplies by), so ``Fraction(float(w))`` is their exact value.
 
-``from_onnx`` reads ONNX chains of MatMul/Gemm/Conv (2-D, group 1, as dense
-matrices)/Add/Sub/Relu and the re-indexings Flatten/Reshape/Squeeze/Unsqueeze/
-Identity/Transpose (folded exactly into the neighbouring maps); ``from_graph``
-adapts hdsl.nn graphs when they expose their affine maps. Anything else raises
-``UnsupportedNetwork`` so the caller can fall back to another backend.
+``from_onnx`` reads fully-connected ONNX graphs (MatMul/Gemm/Add/Sub/Relu/
+Flatten/Reshape/Identity); ``from_graph`` adapts hdsl.nn graphs when they
+expose their affine maps. Anything else raises ``UnsupportedNetwork`` so the
+caller can fall back to another backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Optional
 
 import numpy as np
 
@@ -31,15 +28,9 @@ class Layer:
     bias: np.ndarray  # (out,)
     relu: bool
 
-    @cached_property
+    @property
     def fan_in(self) -> int:
-        """Most nonzero weights in one row (at least 1): the products a float32 output really sums.
-
-        Zero weights add exact zeros, so the rounding bound needs only these
-        (48 for a 4x4x3 convolution stored densely, not its 3072 columns).
-        """
-        W = np.asarray(self.weight)
-        return max(1, int(np.count_nonzero(W, axis=1).max())) if W.size else 1
+        return int(self.weight.shape[1])
 
 
 @dataclass(frozen=True)
@@ -83,263 +74,8 @@ class PwlNet:
         return PwlNet((first,) + self.layers)
 
 
-Shape = Optional[tuple[int, ...]]  # a tensor's ONNX shape with batch size 1; None when not known
-
-
-class _Chain:
-    """The affine pieces read so far, as the running value ``v = A x + c``.
-
-    ``layers`` are finished (each ends at a ReLU), ``pending`` the pieces since
-    the last ReLU. A re-indexing (Transpose) is folded exactly into the rows of
-    the last piece; before any piece exists it is kept as ``in_perm``
-    (``v = x[in_perm]``) and folded into the columns of the first one.
-    """
-
-    def __init__(self, path: str, width: int, shape: Shape):
-        self.path = path
-        self.width = width
-        self.shape = shape
-        self.layers: list[Layer] = []
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.in_perm: np.ndarray | None = None
-
-    def fail(self, msg: str) -> UnsupportedNetwork:
-        return UnsupportedNetwork(f"{self.path}: {msg}")
-
-    def affine(self, W: np.ndarray, b: np.ndarray, shape: Shape) -> None:
-        """Append ``v -> W v + b``; ``shape`` is the ONNX shape of the result."""
-        if W.shape[1] != self.width:
-            raise self.fail(f"an affine map takes {W.shape[1]} values but the tensor has {self.width}")
-        if self.in_perm is not None:
-            W = W[:, np.argsort(self.in_perm)]  # W v = W' x with v = x[in_perm]
-            self.in_perm = None
-        self.pending.append((W, b))
-        self.width, self.shape = int(W.shape[0]), shape
-
-    def add(self, v: np.ndarray, shape: Shape) -> None:
-        """Add a constant vector; MatMul (or bias-free Conv) followed by Add is one float32 layer."""
-        if self.pending and not self.pending[-1][1].any():
-            W, _ = self.pending[-1]
-            self.pending[-1] = (W, v)
-            self.shape = shape
-        else:
-            self.affine(np.eye(self.width, dtype=np.float32), v, shape)
-
-    def permute(self, idx: np.ndarray, shape: Shape) -> None:
-        """Re-index ``v -> v[idx]``: exact, since it only moves entries (and commutes with ReLU)."""
-        if self.pending:
-            W, b = self.pending[-1]
-            self.pending[-1] = (W[idx], b[idx])
-        elif self.layers:
-            last = self.layers[-1]
-            self.layers[-1] = Layer(last.weight[idx], last.bias[idx], last.relu)
-        else:
-            self.in_perm = idx if self.in_perm is None else self.in_perm[idx]
-        self.shape = shape
-
-    def flush(self, relu: bool) -> None:
-        """End the pieces at a ReLU (or the output); other pieces than MatMul+Add stay separate (exactness)."""
-        if not self.pending:
-            self.affine(np.eye(self.width, dtype=np.float32), np.zeros(self.width, dtype=np.float32), self.shape)
-        for i, (W, b) in enumerate(self.pending):
-            self.layers.append(Layer(W, b, relu=relu and i == len(self.pending) - 1))
-        self.pending = []
-
-    def finish(self, n_in: int) -> PwlNet:
-        if self.pending:
-            self.flush(relu=False)
-        if self.in_perm is not None and not self.layers:
-            raise self.fail("the network has no affine layer")
-        # Drop identity layers with zero bias (Sub of a zero mean, for instance).
-        kept = [l for l in self.layers if not _is_identity(l)]
-        if not kept or kept[0].weight.shape[1] != n_in:
-            raise self.fail("could not read the layer chain")
-        return PwlNet(tuple(kept))
-
-
-def _is_identity(l: Layer) -> bool:
-    W = l.weight
-    return (not l.relu and W.shape[0] == W.shape[1] and not l.bias.any()
-            and np.array_equal(W, np.eye(W.shape[0], dtype=W.dtype)))
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _input_shape(dims: list[int]) -> tuple[int, Shape]:
-    """Width of the flattened input and its ONNX shape with batch 1 (None if a feature dim is unknown)."""
-    if len(dims) <= 1:
-        return int(dims[0]), (int(dims[0]),)
-    n_in = int(np.prod([d for d in dims[1:] if d > 0]))
-    shape = (1, *dims[1:]) if all(d > 0 for d in dims[1:]) else None
-    return n_in, shape
-
-
-def _reshape_target(shape: Shape, target: np.ndarray, width: int) -> Shape:
-    """The shape Reshape produces (0 copies a dim, -1 is inferred); None when it cannot be told."""
-    t = [int(d) for d in np.asarray(target).reshape(-1)]
-    if 0 in t:
-        if shape is None or len(t) > len(shape):
-            return None
-        t = [shape[i] if d == 0 else d for i, d in enumerate(t)]
-    if -1 in t:
-        rest = int(np.prod([d for d in t if d != -1]))
-        t[t.index(-1)] = width // rest if rest else 0
-    return tuple(t) if int(np.prod(t)) == width else None
-
-
-def _squeeze(shape: Shape, axes: list[int] | None, unsqueeze: bool) -> Shape:
-    if shape is None:
-        return None
-    if unsqueeze:
-        out = list(shape)
-        for a in sorted(a % (len(shape) + len(axes)) for a in axes):
-            out.insert(a, 1)
-        return tuple(out)
-    if axes is None:
-        return tuple(d for d in shape if d != 1)
-    drop = {a % len(shape) for a in axes}
-    return tuple(d for i, d in enumerate(shape) if i not in drop)
-
-
-def _broadcast_const(v: np.ndarray, shape: Shape, width: int) -> tuple[np.ndarray, Shape]:
-    """A constant added to the running tensor, as a flat vector in the tensor's row-major order."""
-    v = np.asarray(v, dtype=np.float32)
-    if shape is None:
-        return np.broadcast_to(v.reshape(-1), (width,)).astype(np.float32), None
-    out = np.broadcast_shapes(shape, v.shape)
-    if int(np.prod(out)) != width:
-        raise UnsupportedNetwork(f"a constant of shape {v.shape} would enlarge the tensor {shape}")
-    return np.broadcast_to(v, out).reshape(-1).astype(np.float32), tuple(out)
-
-
-def _transpose_index(shape: tuple[int, ...], perm: list[int]) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``idx`` with ``transpose(t).flat = t.flat[idx]`` (row-major), and the new shape."""
-    idx = np.arange(int(np.prod(shape))).reshape(shape).transpose(perm).reshape(-1)
-    return idx, tuple(shape[p] for p in perm)
-
-
-def conv_matrix(
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    in_chw: tuple[int, int, int],
-    strides: tuple[int, int] = (1, 1),
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dilations: tuple[int, int] = (1, 1),
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    """A 2-D convolution (group 1) as a dense ``(out, in)`` matrix over NCHW-flattened tensors.
-
-    The conv weights are placed exactly (float32), the bias is repeated per
-    output position; returns the matrix, the bias and the output ``(C, H, W)``.
-    ``pads`` is ONNX's ``(top, left, bottom, right)``.
-    """
-    co, ci, kh, kw = weight.shape
-    c, h, w = in_chw
-    (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilations, pads
-    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    if c != ci or oh < 1 or ow < 1:
-        raise UnsupportedNetwork(f"a convolution with weight {weight.shape} does not fit input {in_chw}")
-    # index grids over (Co, OH, OW, Ci, KH, KW)
-    o_c = np.arange(co).reshape(-1, 1, 1, 1, 1, 1)
-    o_h = np.arange(oh).reshape(1, -1, 1, 1, 1, 1)
-    o_w = np.arange(ow).reshape(1, 1, -1, 1, 1, 1)
-    i_c = np.arange(ci).reshape(1, 1, 1, -1, 1, 1)
-    i_h = o_h * sh - pt + np.arange(kh).reshape(1, 1, 1, 1, -1, 1) * dh
-    i_w = o_w * sw - pl + np.arange(kw).reshape(1, 1, 1, 1, 1, -1) * dw
-    full = (co, oh, ow, ci, kh, kw)
-    inside = np.broadcast_to((i_h >= 0) & (i_h < h) & (i_w >= 0) & (i_w < w), full)
-    rows = np.broadcast_to((o_c * oh + o_h) * ow + o_w, full)[inside]
-    cols = np.broadcast_to((i_c * h + i_h) * w + i_w, full)[inside]
-    vals = np.broadcast_to(weight.astype(np.float32)[:, None, None], full)[inside]
-    M = np.zeros((co * oh * ow, c * h * w), dtype=np.float32)
-    M[rows, cols] = vals  # distinct taps of one output read distinct inputs: no collisions
-    b = np.zeros(co, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(co)
-    return M, np.repeat(b, oh * ow), (co, oh, ow)
-
-
-def _conv(chain: _Chain, node, weight: np.ndarray, bias: np.ndarray | None) -> None:
-    """Read an ONNX Conv: 2-D, group 1, explicit (or VALID) padding only."""
-    a = _attrs(node)
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if weight.ndim != 4:
-        raise chain.fail(f"Conv {node.name!r}: only 2-D convolutions are supported (weight {weight.shape})")
-    if a.get("group", 1) != 1:
-        raise chain.fail(f"Conv {node.name!r}: group={a['group']} is not supported (only group=1)")
-    if auto_pad not in ("NOTSET", "VALID"):
-        raise chain.fail(f"Conv {node.name!r}: auto_pad={auto_pad} is not supported (give explicit pads)")
-    if "kernel_shape" in a and tuple(a["kernel_shape"]) != weight.shape[2:]:
-        raise chain.fail(f"Conv {node.name!r}: kernel_shape {a['kernel_shape']} does not match the weight")
-    shape = chain.shape
-    if shape is None or len(shape) != 4 or shape[0] != 1:
-        raise chain.fail(f"Conv {node.name!r}: input shape {shape} is not a known (N, C, H, W)")
-    W, b, out = conv_matrix(weight, bias, shape[1:], tuple(a.get("strides", (1, 1))),
-                            tuple(a.get("pads", (0, 0, 0, 0))), tuple(a.get("dilations", (1, 1))))
-    chain.affine(W, b, (1, *out))
-
-
-def _matmul(chain: _Chain, W: np.ndarray) -> None:
-    if W.ndim != 2:
-        raise chain.fail(f"MatMul with a {W.ndim}-D weight is not supported")
-    shape = chain.shape
-    if shape is not None and (shape[-1] != W.shape[0] or int(np.prod(shape[:-1])) != 1):
-        raise chain.fail(f"MatMul of a tensor {shape} by {W.shape} is not one vector-matrix product")
-    out = None if shape is None else (*shape[:-1], int(W.shape[1]))
-    chain.affine(W.T.astype(np.float32), np.zeros(W.shape[1], dtype=np.float32), out)
-
-
-def _gemm(chain: _Chain, node, W: np.ndarray, C: np.ndarray | None) -> None:
-    a = _attrs(node)
-    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
-        raise chain.fail("Gemm with alpha/beta/transA is not supported")
-    W = W if a.get("transB", 0) else W.T
-    b = np.zeros(W.shape[0], np.float32) if C is None else C.reshape(-1)
-    chain.affine(W.astype(np.float32), np.broadcast_to(b, (W.shape[0],)).astype(np.float32), (1, int(W.shape[0])))
-
-
-def _reindex(chain: _Chain, node, op: str, const) -> None:
-    """Ops that keep the row-major flat order (Reshape, Flatten, ...): only the shape changes."""
-    shape, a = chain.shape, _attrs(node)
-    if op == "Identity":
-        return
-    if op == "Reshape":
-        chain.shape = _reshape_target(shape, const(node.input[1]), chain.width)
-    elif op == "Flatten":
-        if shape is not None:
-            axis = a.get("axis", 1)
-            axis = axis + len(shape) if axis < 0 else axis
-            chain.shape = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
-    else:  # Squeeze / Unsqueeze: axes as an attribute (opset < 13) or a constant input
-        axes = a.get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
-            axes = [int(v) for v in np.asarray(const(node.input[1])).reshape(-1)]
-        if op == "Unsqueeze" and axes is None:
-            raise chain.fail("Unsqueeze without axes")
-        chain.shape = _squeeze(shape, axes, op == "Unsqueeze")
-
-
-def _transpose(chain: _Chain, node) -> None:
-    shape = chain.shape
-    if shape is None:
-        raise chain.fail(f"Transpose {node.name!r}: the tensor's shape is not known")
-    perm = list(_attrs(node).get("perm", range(len(shape) - 1, -1, -1)))
-    if sorted(perm) != list(range(len(shape))):
-        raise chain.fail(f"Transpose {node.name!r}: perm {perm} does not fit shape {shape}")
-    idx, out = _transpose_index(shape, perm)
-    chain.permute(idx, out)
-
-
 def from_onnx(path: str) -> PwlNet:
-    """Read a ReLU network of affine ops (dense, 2-D conv) from an ONNX file.
-
-    The input is flattened row-major in its ONNX layout (NHWC stays NHWC);
-    Transposes are folded exactly into the neighbouring affine maps, and
-    convolutions become dense matrices in NCHW order.
-    """
+    """Read a fully-connected ReLU network from an ONNX file."""
     import onnx
     from onnx import numpy_helper
 
@@ -355,15 +91,34 @@ def from_onnx(path: str) -> PwlNet:
     inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise UnsupportedNetwork(f"{path}: expected one network input, found {len(inputs)}")
-    n_in, shape = _input_shape([d.dim_value for d in inputs[0].type.tensor_type.shape.dim])
-    chain = _Chain(path, n_in, shape)
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    n_in = int(np.prod([d for d in dims[1:] if d > 0])) if len(dims) > 1 else int(dims[0])
+
+    # The running value is the affine map  v = A x + c  (x the flattened input) since the last ReLU.
+    layers: list[Layer] = []
+    cur = inputs[0].name
+    A: np.ndarray | None = None  # None = identity
+    c = np.zeros(n_in, dtype=np.float32)
+    width = n_in
 
     def const(name: str) -> np.ndarray:
         if name not in consts:
             raise UnsupportedNetwork(f"{path}: operand {name!r} is not a constant")
         return consts[name]
 
-    cur = inputs[0].name
+    pending: list[tuple[np.ndarray, np.ndarray]] = []  # affine pieces not yet merged, in order
+
+    def flush(relu: bool) -> None:
+        nonlocal pending, width
+        if not pending:
+            W = np.eye(width, dtype=np.float32)
+            b = np.zeros(width, dtype=np.float32)
+            pending = [(W, b)]
+        # MatMul followed by Add is one float32 layer; keep other pieces separate (exactness).
+        for i, (W, b) in enumerate(pending):
+            layers.append(Layer(W, b, relu=relu and i == len(pending) - 1))
+        pending = []
+
     for node in graph.node:
         op = node.op_type
         if op == "Constant":
@@ -372,33 +127,60 @@ def from_onnx(path: str) -> PwlNet:
         if len(data_in) != 1 or data_in[0] != cur:
             raise UnsupportedNetwork(f"{path}: node {node.name or op} is not a simple chain")
         if op in ("Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze"):
-            _reindex(chain, node, op, const)
-        elif op == "Transpose":
-            _transpose(chain, node)
+            pass
         elif op == "MatMul":
+            W = const(node.input[1])
             if node.input[0] != cur:
                 raise UnsupportedNetwork(f"{path}: MatMul with the weight first is not supported")
-            _matmul(chain, const(node.input[1]))
+            pending.append((W.T.astype(np.float32), np.zeros(W.shape[1], dtype=np.float32)))
+            width = W.shape[1]
         elif op == "Gemm":
-            _gemm(chain, node, const(node.input[1]), const(node.input[2]) if len(node.input) > 2 else None)
-        elif op == "Conv":
-            bias = const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            _conv(chain, node, const(node.input[1]), bias)
+            attrs = {a.name: a for a in node.attribute}
+            alpha = attrs["alpha"].f if "alpha" in attrs else 1.0
+            beta = attrs["beta"].f if "beta" in attrs else 1.0
+            trans_a = attrs["transA"].i if "transA" in attrs else 0
+            trans_b = attrs["transB"].i if "transB" in attrs else 0
+            if alpha != 1.0 or beta != 1.0 or trans_a:
+                raise UnsupportedNetwork(f"{path}: Gemm with alpha/beta/transA is not supported")
+            W = const(node.input[1])
+            W = W if trans_b else W.T
+            b = const(node.input[2]).reshape(-1) if len(node.input) > 2 else np.zeros(W.shape[0], np.float32)
+            pending.append((W.astype(np.float32), np.broadcast_to(b, (W.shape[0],)).astype(np.float32)))
+            width = W.shape[0]
         elif op in ("Add", "Sub"):
             other = node.input[1] if node.input[0] == cur else node.input[0]
-            if op == "Sub" and node.input[0] != cur:
-                raise UnsupportedNetwork(f"{path}: constant - x is not supported")
-            try:
-                v, out = _broadcast_const(const(other), chain.shape, chain.width)
-            except (ValueError, UnsupportedNetwork) as e:
-                raise UnsupportedNetwork(f"{path}: {op} {node.name!r}: {e}") from None
-            chain.add(-v if op == "Sub" else v, out)
+            v = const(other).reshape(-1).astype(np.float32)
+            v = np.broadcast_to(v, (width,)).astype(np.float32)
+            if op == "Sub":
+                if node.input[0] != cur:
+                    raise UnsupportedNetwork(f"{path}: constant - x is not supported")
+                v = -v
+            if pending and not pending[-1][1].any():
+                W, _ = pending[-1]
+                pending[-1] = (W, v)  # MatMul + Add: one layer
+            else:
+                pending.append((np.eye(width, dtype=np.float32), v))
         elif op == "Relu":
-            chain.flush(relu=True)
+            flush(relu=True)
         else:
             raise UnsupportedNetwork(f"{path}: operator {op} is not supported by the exact encoder")
         cur = node.output[0]
-    return chain.finish(n_in)
+    if pending:
+        flush(relu=False)
+    # Drop identity layers with zero bias (Sub of a zero mean, for instance).
+    kept = [
+        l
+        for l in layers
+        if not (
+            not l.relu
+            and l.weight.shape[0] == l.weight.shape[1]
+            and np.array_equal(l.weight, np.eye(l.weight.shape[0], dtype=l.weight.dtype))
+            and not l.bias.any()
+        )
+    ]
+    if not kept or kept[0].weight.shape[1] != n_in:
+        raise UnsupportedNetwork(f"{path}: could not read the layer chain")
+    return PwlNet(tuple(kept))
 
 
 def to_onnx(net: PwlNet, path: str) -> None:
