@@ -101,3 +101,26 @@ def test_only_live_terms_count_towards_the_rounding_bound():
     full = gamma(40 + 3) * ((mags[1] + e0) @ W.T)
     assert np.allclose(gs[1], gamma(2 + 3) * ((mags[1] + e0) @ W.T))
     assert np.all(gs[1] < 0.2 * full)
+
+
+def test_fan_in_counts_the_taps_of_a_convolution(tmp_path):
+    # A 2-channel 6x6 image, a 3x3 convolution: each output sums 18 terms, not 72.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hdsl import ir
+    from hdsl.exact.net import load_network
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["z"]), helper.make_node("Relu", ["z"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = str(tmp_path / "conv.onnx")
+    onnx.save(model, path)
+    net = load_network(ir.Network("n", path, (1, 2, 6, 6)))
+    assert net.layers[0].weight.shape == (64, 72)
+    assert net.layers[0].fan_in == 18
