@@ -95,3 +95,11 @@ def test_many_input_networks_are_isolated_and_decided(monkeypatch):
     assert (out.status == "proved") == (local.status == "unsat")
     monkeypatch.setenv("HDSL_Z3_ISOLATE", "0")
     assert not isinstance(make_encoding(net, lo, hi, pre), IsolatedZ3Network)
+
+
+def test_no_timeout_means_wait_for_the_answer():
+    net = random_net(np.random.default_rng(4), 2)
+    rows = spec_rows(argmax_is(0), 3)
+    ans = IsolatedZ3Network(net, np.array([-1.0, -1.0]), np.array([1.0, 1.0])).check(rows, np.zeros(rows.A.shape[0]),
+                                                                                      None)
+    assert ans.status in ("sat", "unsat")

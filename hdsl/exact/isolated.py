@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -96,7 +97,8 @@ class _Worker:
             self._start()
         try:
             self.send.send(msg)
-            if self.recv.poll(max(0.0, deadline - time.monotonic()) + KILL_GRACE_S):
+            wait = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic()) + KILL_GRACE_S
+            if self.recv.poll(wait):
                 return self.recv.recv()
         except (EOFError, OSError, BrokenPipeError):
             pass  # the worker died (out of memory, say): inconclusive, and a fresh one next time
