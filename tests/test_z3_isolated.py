@@ -39,7 +39,7 @@ def argmax_is(k: int, n: int = 3) -> ir.OutputSpec:
 def test_worker_answers_as_in_process(compact):
     rng = np.random.default_rng(11)
     seen = set()
-    for _ in range(6):
+    for _ in range(4):
         net = random_net(rng, 2)
         rows = spec_rows(argmax_is(0), 3)
         lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
@@ -86,13 +86,13 @@ def test_many_input_networks_are_isolated_and_decided(monkeypatch):
     net = random_net(rng, 40, width=8)
     assert isolate_z3(net) and not isolate_z3(random_net(rng, 5))
     rows = spec_rows(argmax_is(2), 3)
-    lo, hi = np.full(40, -0.05), np.full(40, 0.05)
+    lo, hi = np.full(40, -0.02), np.full(40, 0.02)
     pre, slack = box_bounds(net, rows, lo, hi)
     enc = make_encoding(net, lo, hi, pre)
     assert isinstance(enc, IsolatedZ3Network)
     local = Z3Network(net, lo, hi, pre).check(rows, slack, 30)
     out = decide_box(enc, rows, slack, lo, hi, lambda x: None, time.monotonic() + 30)
-    assert (out.status == "proved") == (local.status == "unsat")
+    assert local.status == "unsat" and out.status == "proved"  # measured: 5 unstable ReLUs, under 1 s
     monkeypatch.setenv("HDSL_Z3_ISOLATE", "0")
     assert not isinstance(make_encoding(net, lo, hi, pre), IsolatedZ3Network)
 
