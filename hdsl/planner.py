@@ -128,6 +128,7 @@ def solve_query(query: Query, budget: Budget | float | None = None) -> Result:
 
 def _portfolio(query: Query, budget: Budget, names: list[str], best: Result | None, t0: float) -> Result:
     tried = []
+    undecided = [best] if best is not None else []
     for name in names:
         if budget.expired():
             break
@@ -141,13 +142,21 @@ def _portfolio(query: Query, budget: Budget, names: list[str], best: Result | No
         if r.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
             return _with(r, time_s=time.monotonic() - t0)
         best = _better(best, r)
+        undecided.append(r)
     if best is None:
         msg = "the time budget ran out" if budget.expired() else "no backend is available for this query"
         return Result(query.id, Verdict.TIMEOUT if budget.expired() else Verdict.ERROR, "", "", None, None,
                       time.monotonic() - t0, msg)
     if budget.expired() and best.verdict is Verdict.UNKNOWN:
         best = _with(best, verdict=Verdict.TIMEOUT)
-    return _with(best, time_s=time.monotonic() - t0, stats=best.stats + (("backends_tried", float(len(tried))),))
+    return _with(best, time_s=time.monotonic() - t0, message=_also(best, undecided),
+                 stats=best.stats + (("backends_tried", float(len(tried))),))
+
+
+def _also(best: Result, undecided: list[Result]) -> str:
+    """The reported message, followed by what the other undecided stages found (why a search stayed open)."""
+    extra = [f"{r.backend}: {r.message}" for r in undecided if r is not best and r.message and r.backend]
+    return "; ".join([best.message, *extra]) if best.message else "; ".join(extra)
 
 
 def solve_queries(queries: list[Query], budget: Budget | float | None = None) -> list[Result]:

@@ -129,3 +129,11 @@ def test_register_handler():
     assert r.status is Status.PASS
     with pytest.raises(TypeError):
         planner.run_item(object(), 1.0)
+
+
+def test_an_open_result_keeps_what_the_later_stages_found():
+    first = Result("q", Verdict.UNKNOWN, "bounds", "alpha", -0.5, message="the bounds do not prove it")
+    later = Result("q", Verdict.TIMEOUT, "bab", message="12 boxes open; 3 boxes are safe in real arithmetic")
+    msg = planner._also(first, [first, later])
+    assert msg.startswith("the bounds do not prove it") and "bab: 12 boxes open" in msg
+    assert planner._also(first, [first]) == "the bounds do not prove it"
