@@ -240,13 +240,17 @@ def input_split(
         # Boxes with few unstable ReLUs: every activation pattern's polyhedron shown empty (an LP dual each).
         done = np.zeros(len(lo), dtype=bool)
         if pattern_unstable > 0 and (unstable <= pattern_unstable).any():
-            done = prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack,
-                                     np.nonzero(unstable <= pattern_unstable)[0])
-            stats["pattern_proved"] += int(done.sum())
-            failed = np.nonzero((unstable <= pattern_unstable) & ~done)[0]
-            if len(failed):  # safe in real arithmetic, but not by more than the float32 rounding bound?
+            cand = np.nonzero(unstable <= pattern_unstable)[0]
+            done = prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, cand)
+            failed = cand[~done[cand]]
+            if len(failed):
+                # A second try on the failures alone (the optimiser's step depends on the batch), then:
+                # are the rest safe in real arithmetic, but not by more than the float32 rounding bound?
+                done |= prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, failed)
+                failed = cand[~done[cand]]
                 real = prove_by_patterns(net, rows, lo, hi, pre_np, excl, np.zeros_like(slack), failed)
                 stats["float32_blocked"] += int(real.sum())
+            stats["pattern_proved"] += int(done.sum())
         dim = split_dimension(net, rows, best, lo, hi, pre_np)
         rr = np.arange(len(lo))
         mid = (lo[rr, dim] + hi[rr, dim]) / 2
