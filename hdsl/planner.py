@@ -147,9 +147,10 @@ def _portfolio(query: Query, budget: Budget, names: list[str], best: Result | No
         msg = "the time budget ran out" if budget.expired() else "no backend is available for this query"
         return Result(query.id, Verdict.TIMEOUT if budget.expired() else Verdict.ERROR, "", "", None, None,
                       time.monotonic() - t0, msg)
+    message = _also(best, undecided)
     if budget.expired() and best.verdict is Verdict.UNKNOWN:
         best = _with(best, verdict=Verdict.TIMEOUT)
-    return _with(best, time_s=time.monotonic() - t0, message=_also(best, undecided),
+    return _with(best, time_s=time.monotonic() - t0, message=message,
                  stats=best.stats + (("backends_tried", float(len(tried))),))
 
 

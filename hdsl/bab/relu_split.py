@@ -10,7 +10,8 @@ best BaBSR-like score (Bunel et al., 2020): the looseness its relaxation adds
 to the bound of the open row, ``max(-lam, 0) * (-l u / (u - l))`` for the
 upper-relaxation intercept plus a share for the lower one.
 
-Bounds under splits are not tight (no beta multipliers), so domains with few
+Domains CROWN leaves open get optimised bounds: α slopes and β multipliers
+for the split constraints (``hdsl.bab.beta``, β-CROWN). Domains with few
 unstable ReLUs left go to Z3, which decides them exactly, split constraints
 included; this makes the search complete.
 """
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from hdsl.bab.beta import optimised_row_bounds
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
@@ -42,6 +44,8 @@ def relu_split(
     z3_leaf_s: float = 10.0,
     use_z3: bool = True,
     max_domains: int = 200_000,
+    optimise: bool = True,
+    opt_iters: int = 20,
 ) -> BabOutcome:
     t0 = time.monotonic()
     if rows.n_disjuncts == 0:
@@ -51,7 +55,7 @@ def relu_split(
     L = len(net.layers)
     relu_layers = [k for k in range(L) if net.layers[k].relu]
     widths = [int(l.weight.shape[0]) for l in net.layers]
-    stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0}
+    stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0, "optimised": 0}
     # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth)
     queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0) for b in range(len(parts))]
     while queue:
@@ -93,6 +97,18 @@ def relu_split(
         slack = batch_slack(net, rows.A, pre_np, lo, hi)
         excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | np.stack([dm[4] for dm in doms])
         open_ = ~excl.all(axis=1) & ~empty
+        if optimise and open_.any():
+            # α slopes and β multipliers of the splits on the rows of the domains CROWN left open.
+            o = np.nonzero(open_)[0]
+            ot = torch.as_tensor(o)
+            lb_o = optimised_row_bounds(
+                tn, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d,
+                [(l_[ot], u_[ot]) for l_, u_ in out.pre],
+                [f[ot] if f is not None else None for f in fixed], iters=opt_iters).numpy()
+            lb[o] = np.maximum(lb[o], lb_o)
+            excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
+            stats["optimised"] += len(o)
+            open_ = ~excl.all(axis=1) & ~empty
         if not open_.any():
             continue
         idx = np.nonzero(open_)[0]
