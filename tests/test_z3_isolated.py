@@ -103,3 +103,16 @@ def test_no_timeout_means_wait_for_the_answer():
     ans = IsolatedZ3Network(net, np.array([-1.0, -1.0]), np.array([1.0, 1.0])).check(rows, np.zeros(rows.A.shape[0]),
                                                                                       None)
     assert ans.status in ("sat", "unsat")
+
+
+def test_the_z3_backend_always_uses_the_worker(monkeypatch):
+    # Whole-network queries overran their timeouts in-process even on 5-input ACAS Xu networks.
+    from hdsl.backends import z3 as z3_backend
+
+    monkeypatch.delenv("HDSL_Z3_ISOLATE", raising=False)
+    net = random_net(np.random.default_rng(1), 2)
+    rows = spec_rows(argmax_is(0), 3)
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    pre, _ = box_bounds(net, rows, lo, hi)
+    enc = z3_backend._encoding(net, ("test-only", lo.tobytes()), lo, hi, pre)
+    assert isinstance(enc, IsolatedZ3Network)

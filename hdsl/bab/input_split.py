@@ -28,6 +28,7 @@ import torch
 
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
+from hdsl.bab.beta import optimised_row_bounds
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
@@ -149,6 +150,7 @@ def input_split(
     hybrid_min_unstable: int = 0,
     combine: bool = True,
     pattern_unstable: int = 6,
+    alpha_iters: int = 0,
 ) -> BabOutcome:
     t0 = time.monotonic()
     tn = TorchNet.of(net)
@@ -199,6 +201,16 @@ def input_split(
             if conj:
                 excl = exclude_by_combination(rows, lb, out.coef.numpy(), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
+            if alpha_iters > 0 and mode == passes[-1] and open_.any():
+                # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open.
+                o = np.nonzero(open_)[0]
+                ot = torch.as_tensor(o)
+                lb_o = optimised_row_bounds(tn, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d,
+                                            [(l_[ot], u_[ot]) for l_, u_ in out.pre], None,
+                                            iters=alpha_iters).detach().numpy()
+                lb[o] = np.maximum(lb[o], lb_o)
+                excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
+                open_ = ~excl.all(axis=1)
             if not open_.any():
                 break
             idx = np.nonzero(open_)[0]

@@ -108,13 +108,16 @@ def isolate_z3(net: PwlNet) -> bool:
     return net.input_size > COMPACT_MAX_INPUTS and isolation_available()
 
 
-def make_encoding(net: PwlNet, lo, hi, pre, fixed=None) -> "Z3Network | IsolatedZ3Network":
-    """The compact encoding (stable neurons composed away) for few inputs, else the layered one."""
-    from hdsl.exact.isolated import IsolatedZ3Network
+def make_encoding(net: PwlNet, lo, hi, pre, fixed=None, isolate: bool | None = None) -> "Z3Network | IsolatedZ3Network":
+    """The compact encoding (stable neurons composed away) for few inputs, else the layered one.
+
+    ``isolate``: run it in the killable worker (None: ``isolate_z3``'s choice).
+    """
+    from hdsl.exact.isolated import IsolatedZ3Network, isolation_available
     from hdsl.exact.smt import CompactZ3Network
 
     compact = pre is not None and net.input_size <= COMPACT_MAX_INPUTS
-    if isolate_z3(net):
+    if isolate_z3(net) if isolate is None else (isolate and isolation_available()):
         return IsolatedZ3Network(net, lo, hi, pre, fixed, compact=compact)
     if compact:
         return CompactZ3Network(net, lo, hi, pre, fixed)
