@@ -81,3 +81,23 @@ def test_beta_uses_the_split_constraint_that_clamping_ignores():
     lb = float(optimised_row_bounds(tn, lo, hi, C, d, out.pre, fixed, iters=60).detach()[0, 0])
     assert abs(float(out.row_lb[0, 0]) + 0.5) < 1e-9
     assert -0.26 < lb <= 0.0  # sound (the true minimum on the domain is 0) and near the dual optimum
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 100_000))
+def test_alpha_alone_is_sound_on_the_box_and_never_below_crown(seed):
+    rng = np.random.default_rng(seed)
+    net = _net(rng)
+    c = rng.uniform(-1, 1, size=3)
+    r = rng.uniform(0.1, 1.0, size=3)
+    lo, hi = c - r, c + r
+    C = torch.as_tensor(rng.normal(size=(5, 4)))
+    d = torch.as_tensor(rng.normal(size=5))
+    tn = TorchNet.of(net)
+    lo_t, hi_t = torch.as_tensor(lo[None]), torch.as_tensor(hi[None])
+    with torch.no_grad():
+        out = crown(tn, lo_t, hi_t, C, d)
+    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, None, iters=30).detach().numpy()[0]
+    assert np.all(lb >= out.row_lb.numpy()[0] - 1e-12)
+    vals = net.forward(rng.uniform(lo, hi, size=(6000, 3))) @ C.numpy().T + d.numpy()
+    assert np.all(vals >= lb - 1e-9)
