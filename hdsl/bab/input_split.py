@@ -9,8 +9,9 @@ CROWN, and:
 * tries the box centre and, per open disjunct, the vertex that minimises the
   CROWN bound of its best row as counterexamples (float32 forward, then replay);
 * optimises the lower ReLU slopes of the spec rows (α-CROWN, ``hdsl.bab.beta``)
-  on the boxes CROWN leaves open: ACAS Xu 4_2 property 2 closes in 54 s with
-  10 Adam steps a box, and stays open after 116 s without;
+  on the boxes CROWN leaves open, once a search has run 2 s: ACAS Xu 4_2
+  property 2 closes in 54 s with 10 Adam steps a box, and stays open after
+  116 s without; on easy instances the steps cost 2-3x and gain nothing;
 * drops a box with few unstable ReLUs when each of their activation patterns is
   shown infeasible with the unsafe set by an LP dual (``hdsl.bab.patterns``);
 * sends nearly linear boxes (few unstable ReLUs) or boxes that cannot be split
@@ -154,6 +155,7 @@ def input_split(
     combine: bool = True,
     pattern_unstable: int = 6,
     alpha_iters: int = 10,
+    alpha_after_s: float = 2.0,
 ) -> BabOutcome:
     t0 = time.monotonic()
     tn = TorchNet.of(net)
@@ -204,7 +206,7 @@ def input_split(
             if conj:
                 excl = exclude_by_combination(rows, lb, out.coef.numpy(), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
-            if alpha_iters > 0 and mode == passes[-1] and open_.any():
+            if alpha_iters > 0 and mode == passes[-1] and open_.any() and time.monotonic() - t0 >= alpha_after_s:
                 # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open.
                 o = np.nonzero(open_)[0]
                 ot = torch.as_tensor(o)
