@@ -19,29 +19,12 @@ from __future__ import annotations
 
 import torch
 
-from hdsl.bab.crown import TorchNet, _relax
+from hdsl.bab.crown import TorchNet, _backward, _relax
 
 
 def _bound(net: TorchNet, C: torch.Tensor, pre, lo, hi, alpha, beta, sign):
     """Lower bounds (B, R) of ``C y`` for the given α (per relu layer, (B, R, n)) and β."""
-    L = len(net.W)
-    lam = C
-    bias = lam @ net.b[L - 1]
-    lam = lam @ net.W[L - 1]
-    for j in range(L - 2, -1, -1):
-        if net.relu[j]:
-            l, u = pre[j]
-            s_up, t_up, s_lo = _relax(l, u)
-            unstable = ((l < 0) & (u > 0)).unsqueeze(1)
-            lower = torch.where(unstable, alpha[j], s_lo.unsqueeze(1))
-            pos, neg = lam.clamp(min=0), lam.clamp(max=0)
-            bias = bias + (neg * t_up.unsqueeze(1)).sum(-1)
-            lam = pos * lower + neg * s_up.unsqueeze(1)
-            if beta[j] is not None:
-                lam = lam - beta[j] * sign[j]  # the split constraint s z >= 0, dualised
-        bias = bias + lam @ net.b[j]
-        lam = lam @ net.W[j]
-    return bias + (lam.clamp(min=0) * lo.unsqueeze(1)).sum(-1) + (lam.clamp(max=0) * hi.unsqueeze(1)).sum(-1)
+    return _backward(net, C, len(net.W) - 1, pre, lo, hi, alpha=alpha, beta=beta, sign=sign)[0]
 
 
 def optimised_row_bounds(

@@ -75,8 +75,14 @@ def _clamp(l, u, fixed):
     return torch.where(fixed > 0, l.clamp(min=0), l), torch.where(fixed < 0, u.clamp(max=0), u)
 
 
-def _backward(net: TorchNet, lam: torch.Tensor, k: int, pre, lo, hi, record: list | None = None):
-    """Lower bound of ``lam . z_k`` over the box; ``lam`` is (B, R, n_k)."""
+def _backward(net: TorchNet, lam: torch.Tensor, k: int, pre, lo, hi, record: list | None = None,
+              alpha: dict | None = None, beta: dict | None = None, sign: dict | None = None):
+    """Lower bound of ``lam . z_k`` over the box; ``lam`` is (B, R, n_k).
+
+    ``alpha[j]`` (B, R, n_j) replaces the adaptive lower slopes of layer ``j``'s
+    unstable ReLUs (any value in [0, 1] is sound); ``beta[j]``, ``sign[j]`` add
+    the split constraints ``sign * z_j >= 0`` dualised (see ``hdsl.bab.beta``).
+    """
     bias = lam @ net.b[k]
     lam = lam @ net.W[k]
     for j in range(k - 1, -1, -1):
@@ -85,9 +91,14 @@ def _backward(net: TorchNet, lam: torch.Tensor, k: int, pre, lo, hi, record: lis
                 record[j] = lam
             l, u = pre[j]
             s_up, t_up, s_lo = _relax(l, u)
+            lower = s_lo.unsqueeze(1)
+            if alpha is not None and j in alpha:
+                lower = torch.where(((l < 0) & (u > 0)).unsqueeze(1), alpha[j], lower)
             pos, neg = lam.clamp(min=0), lam.clamp(max=0)
             bias = bias + (neg * t_up.unsqueeze(1)).sum(-1)
-            lam = pos * s_lo.unsqueeze(1) + neg * s_up.unsqueeze(1)
+            lam = pos * lower + neg * s_up.unsqueeze(1)
+            if beta is not None and beta.get(j) is not None:
+                lam = lam - beta[j] * sign[j]
         bias = bias + lam @ net.b[j]
         lam = lam @ net.W[j]
     lb = bias + (lam.clamp(min=0) * lo.unsqueeze(1)).sum(-1) + (lam.clamp(max=0) * hi.unsqueeze(1)).sum(-1)
