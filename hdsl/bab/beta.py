@@ -17,6 +17,7 @@ the spec rows are optimised.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hdsl.bab.crown import TorchNet, _backward, _relax
@@ -83,3 +84,19 @@ def optimised_row_bounds(
     with torch.no_grad():
         best = torch.maximum(best, _bound(net, Cb, pre, lo, hi, alpha, beta, sign))
     return best + d
+
+
+def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre, fixed, open_: np.ndarray,
+                 lb: np.ndarray, excl: np.ndarray, slack: np.ndarray, iters: int) -> None:
+    """Optimise the rows of the nodes flagged ``open_``; raise ``lb`` and add the exclusions, in place.
+
+    ``pre`` and ``fixed`` are the batch's torch bounds and splits (``fixed`` None
+    for input splitting); ``lb``, ``excl``, ``slack`` the batch's numpy arrays.
+    """
+    o = np.nonzero(open_)[0]
+    ot = torch.as_tensor(o)
+    lb_o = optimised_row_bounds(
+        net, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
+        None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters).numpy()
+    lb[o] = np.maximum(lb[o], lb_o)
+    excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])

@@ -30,9 +30,9 @@ import time
 import numpy as np
 import torch
 
+from hdsl.bab.beta import exclude_open
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
-from hdsl.bab.beta import optimised_row_bounds
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
@@ -208,13 +208,7 @@ def input_split(
             open_ = ~excl.all(axis=1)
             if alpha_iters > 0 and mode == passes[-1] and open_.any() and time.monotonic() - t0 >= alpha_after_s:
                 # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open.
-                o = np.nonzero(open_)[0]
-                ot = torch.as_tensor(o)
-                lb_o = optimised_row_bounds(tn, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d,
-                                            [(l_[ot], u_[ot]) for l_, u_ in out.pre], None,
-                                            iters=alpha_iters).detach().numpy()
-                lb[o] = np.maximum(lb[o], lb_o)
-                excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
+                exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters)
                 open_ = ~excl.all(axis=1)
             if not open_.any():
                 break

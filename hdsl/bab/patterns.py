@@ -99,7 +99,7 @@ def _pattern_maps(net: PwlNet, pre_np, boxes: np.ndarray, max_pairs: int):
             s = torch.as_tensor(sign[sel.numpy(), t])
             G[sel, t] = s[:, None] * M[sel, j]
             g[sel, t] = s * c[sel, j]
-            Gmag[sel, t] = Mabs[sel, j].abs().sum(-1) + cabs[sel, j]
+            Gmag[sel, t] = Mabs[sel, j].sum(-1) + cabs[sel, j]
         m = torch.as_tensor(masks[k])
         M, c = M * m[:, :, None], c * m
         Mabs, cabs = Mabs * m[:, :, None], cabs * m

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from hdsl.bab.beta import optimised_row_bounds
+from hdsl.bab.beta import exclude_open
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
@@ -99,15 +99,8 @@ def relu_split(
         open_ = ~excl.all(axis=1) & ~empty
         if optimise and open_.any():
             # α slopes and β multipliers of the splits on the rows of the domains CROWN left open.
-            o = np.nonzero(open_)[0]
-            ot = torch.as_tensor(o)
-            lb_o = optimised_row_bounds(
-                tn, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d,
-                [(l_[ot], u_[ot]) for l_, u_ in out.pre],
-                [f[ot] if f is not None else None for f in fixed], iters=opt_iters).numpy()
-            lb[o] = np.maximum(lb[o], lb_o)
-            excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
-            stats["optimised"] += len(o)
+            exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters)
+            stats["optimised"] += int(open_.sum())
             open_ = ~excl.all(axis=1) & ~empty
         if not open_.any():
             continue

@@ -12,7 +12,6 @@ through ``push``/``pop``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 
@@ -33,7 +32,7 @@ def _encoding(net, key: tuple, lo: np.ndarray, hi: np.ndarray, pre):
     if enc is None:
         # A whole-network query can keep Z3 busy past any timeout (measured on ACAS Xu: 5 s queries ran
         # 10-20 s), so it always runs in the killable worker; only branch-and-bound leaves stay in-process.
-        enc = make_encoding(net, lo, hi, pre, isolate=None if os.environ.get("HDSL_Z3_ISOLATE") else True)
+        enc = make_encoding(net, lo, hi, pre, isolate=True)
         _ENCODINGS[key] = enc
         while len(_ENCODINGS) > _MAX_CACHED:
             _ENCODINGS.popitem(last=False)

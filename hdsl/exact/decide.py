@@ -90,13 +90,13 @@ def decide_box(
 COMPACT_MAX_INPUTS = 32
 
 
-def isolate_z3(net: PwlNet) -> bool:
+def isolate_z3(net: PwlNet, requested: bool | None = None) -> bool:
     """Whether Z3 runs in the killable worker (``hdsl.exact.isolated``) for this network.
 
-    The layered encoding of a network with many inputs is where Z3 overran its
-    timeout inside ``push``; the small compact encodings (ACAS Xu leaves, by
-    the thousand) stay in-process, where a check costs no pipe round trip.
-    ``HDSL_Z3_ISOLATE=1`` / ``0`` forces either.
+    ``HDSL_Z3_ISOLATE=1`` / ``0`` forces either; else the caller's ``requested``;
+    else only networks with many inputs: their layered encoding is where Z3
+    overran its timeout inside ``push``, while the small compact encodings
+    (ACAS Xu leaves, by the thousand) stay in-process, with no pipe round trip.
     """
     import os
 
@@ -104,20 +104,24 @@ def isolate_z3(net: PwlNet) -> bool:
 
     forced = os.environ.get("HDSL_Z3_ISOLATE", "").strip()
     if forced in ("0", "1"):
-        return forced == "1" and isolation_available()
-    return net.input_size > COMPACT_MAX_INPUTS and isolation_available()
+        wanted = forced == "1"
+    elif requested is not None:
+        wanted = requested
+    else:
+        wanted = net.input_size > COMPACT_MAX_INPUTS
+    return wanted and isolation_available()
 
 
 def make_encoding(net: PwlNet, lo, hi, pre, fixed=None, isolate: bool | None = None) -> "Z3Network | IsolatedZ3Network":
     """The compact encoding (stable neurons composed away) for few inputs, else the layered one.
 
-    ``isolate``: run it in the killable worker (None: ``isolate_z3``'s choice).
+    ``isolate``: ask for the killable worker (see ``isolate_z3``).
     """
-    from hdsl.exact.isolated import IsolatedZ3Network, isolation_available
+    from hdsl.exact.isolated import IsolatedZ3Network
     from hdsl.exact.smt import CompactZ3Network
 
     compact = pre is not None and net.input_size <= COMPACT_MAX_INPUTS
-    if isolate_z3(net) if isolate is None else (isolate and isolation_available()):
+    if isolate_z3(net, isolate):
         return IsolatedZ3Network(net, lo, hi, pre, fixed, compact=compact)
     if compact:
         return CompactZ3Network(net, lo, hi, pre, fixed)

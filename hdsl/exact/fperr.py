@@ -45,7 +45,8 @@ import numpy as np
 U32 = 2.0**-24
 
 
-def gamma(n: int, u: float = U32) -> float:
+def gamma(n, u: float = U32):
+    """``n u / (1 - n u)``; ``n`` a term count or an array of them."""
     return n * u / (1 - n * u)
 
 
@@ -79,7 +80,7 @@ def _layer_errors(layers, magnitudes, upper, u: float):
         # A product with an exact zero adds exactly, so only the live terms (and the bias) round:
         # gamma of their count, never more than the row's fan-in (+2 headroom).
         n = layer.fan_in if live is None else np.minimum(layer.fan_in, live)[..., None]
-        g = gamma_of(n + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
+        g = gamma(np.asarray(n, dtype=np.float64) + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
         e = e @ W.T + g
         gs.append(g)
         es.append(e)
@@ -90,12 +91,6 @@ def _layer_errors(layers, magnitudes, upper, u: float):
             e = np.where(off, 0.0, e)
             live = (~off).sum(axis=-1)
     return gs, es, e
-
-
-def gamma_of(n, u: float = U32):
-    """``gamma`` elementwise for an integer or an array of term counts."""
-    n = np.asarray(n, dtype=np.float64)
-    return n * u / (1 - n * u)
 
 
 def interval_gradients(layers, rows: np.ndarray, pre):

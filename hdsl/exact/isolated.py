@@ -11,7 +11,8 @@ late.
 ``IsolatedZ3Network`` has the interface of ``hdsl.exact.smt.Z3Network``
 (``check`` and ``unstable``), so ``hdsl.exact.decide`` uses either. The
 worker keeps a few encodings, so several specs on one box still share one
-encoding; after a restart it is rebuilt from the arguments kept here.
+encoding; one it lacks (new, evicted, or lost with a killed worker) is built
+from the arguments kept here, sent only then.
 
 The worker is started with ``python -m hdsl.exact.isolated`` and talks over
 two pipes (``multiprocessing.connection``), not through ``multiprocessing``'s
@@ -55,8 +56,6 @@ class _Worker:
         self.proc: subprocess.Popen | None = None
         self.send: Connection | None = None
         self.recv: Connection | None = None
-        self.generation = 0
-        self.held: "OrderedDict[int, None]" = OrderedDict()  # encodings the worker holds (mirrors its LRU)
         self.lock = threading.Lock()
         self.restarts = 0
 
@@ -77,8 +76,6 @@ class _Worker:
         os.close(from_child_w)
         self.send = Connection(to_child_w, readable=False)
         self.recv = Connection(from_child_r, writable=False)
-        self.generation += 1
-        self.held.clear()
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -89,7 +86,6 @@ class _Worker:
             if c is not None:
                 c.close()
         self.proc = self.send = self.recv = None
-        self.held.clear()
 
     def call(self, msg: tuple, deadline: float):
         if self.proc is None or self.proc.poll() is not None:
@@ -134,24 +130,21 @@ class IsolatedZ3Network:
             return SmtAnswer("timeout", reason="no time left")
         deadline = t0 + timeout_s if timeout_s is not None else float("inf")
         w = _WORKER
+        bound = np.asarray(bound)
         with w.lock:
-            held = self.id in w.held and w.proc is not None and w.proc.poll() is None
-            reply = w.call(("check", self.id, None if held else self._args, rows, np.asarray(bound), timeout_s),
-                           deadline)
-            if held and reply is not None and reply[0] == "missing":  # evicted after all: send it again
-                reply = w.call(("check", self.id, self._args, rows, np.asarray(bound), timeout_s), deadline)
-            if reply is None:
-                return SmtAnswer("timeout", time_s=time.monotonic() - t0,
-                                 reason="Z3 did not answer by the deadline; its worker was stopped")
-            if reply[0] != "answer":
-                w.held.pop(self.id, None)
-                return SmtAnswer("unknown", time_s=time.monotonic() - t0, reason=f"Z3 worker: {reply[-1]}")
-            _, self.unstable, ans = reply
-            w.held[self.id] = None
-            w.held.move_to_end(self.id)
-            while len(w.held) > _MAX_ENCODINGS:
-                w.held.popitem(last=False)
-            return ans
+            # Ask by id first; the network goes over the pipe only when the worker lacks the encoding
+            # (new, evicted from its cache, or lost with a killed worker).
+            reply = w.call(("check", self.id, None, rows, bound, timeout_s), deadline)
+            if reply is not None and reply[0] == "missing":
+                left = None if timeout_s is None else deadline - time.monotonic()
+                reply = w.call(("check", self.id, self._args, rows, bound, left), deadline)
+        if reply is None:
+            return SmtAnswer("timeout", time_s=time.monotonic() - t0,
+                             reason="Z3 did not answer by the deadline; its worker was stopped")
+        if reply[0] != "answer":
+            return SmtAnswer("unknown", time_s=time.monotonic() - t0, reason=f"Z3 worker: {reply[-1]}")
+        _, self.unstable, ans = reply
+        return ans
 
 
 def _serve(recv: Connection, send: Connection) -> None:
