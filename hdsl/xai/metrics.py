@@ -122,9 +122,14 @@ def step_counts(n_features: int, steps: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- engine
 
+#: Removed copies per model call. Batches this size keep the activations in cache:
+#: on the CIFAR-10 conv net (1 CPU thread) 512 copies a call ran pixel flipping 2.3x
+#: faster than 4096, and they bound the memory by the chunk instead of N x T images.
+CHUNK = 512
+
 
 def model_scores(model: Model, x: torch.Tensor, y: torch.Tensor, score: str = "softmax",
-                 batch: int = 4096) -> torch.Tensor:
+                 batch: int = CHUNK) -> torch.Tensor:
     """``s(x)`` for a batch, computed in chunks without gradients."""
     outs = []
     with torch.inference_mode():
@@ -139,7 +144,7 @@ def model_scores(model: Model, x: torch.Tensor, y: torch.Tensor, score: str = "s
 
 
 def evaluate_masks(model: Model, x: torch.Tensor, y: torch.Tensor, build: MaskBuilder, n_masks: int,
-                   removal, score: str = "softmax", chunk: int = 4096) -> torch.Tensor:
+                   removal, score: str = "softmax", chunk: int = CHUNK) -> torch.Tensor:
     """``s(removal(x_i, M_{i,t}))`` for every image i and mask t: ``[N, T]``.
 
     ``build(slice)`` returns the masks ``[n, T, Cm, H, W]`` of images ``x[slice]``;
@@ -204,7 +209,7 @@ def _prep(x, y, attr):
 
 def removal_curve(model: Model, x, y, attr, removal, *, steps: int = 16, order: str = "morf",
                   granularity: Granularity = Granularity(), score: str = "softmax",
-                  mode: str = "deletion", counts: torch.Tensor | None = None, chunk: int = 4096) -> MetricResult:
+                  mode: str = "deletion", counts: torch.Tensor | None = None, chunk: int = CHUNK) -> MetricResult:
     """Deletion (remove the first n_j features) or insertion (remove all but them) curve."""
     x, y, attr = _prep(x, y, attr)
     rmap, nf = rank_map(attr, tuple(x.shape), granularity, order)
@@ -243,7 +248,7 @@ def srg(model, x, y, attr, removal, **kw) -> MetricResult:
 
 def pixel_flipping(model, x, y, attr, removal, *, features_in_step: int = 1,
                    granularity: Granularity = Granularity(), score: str = "softmax",
-                   chunk: int = 4096) -> MetricResult:
+                   chunk: int = CHUNK) -> MetricResult:
     """Bach et al.'s pixel flipping: MoRF removal ``features_in_step`` at a time.
 
     ``curve`` holds c_1..c_T (no c_0, as in Quantus); ``per_image`` is the AUC
@@ -259,7 +264,7 @@ def pixel_flipping(model, x, y, attr, removal, *, features_in_step: int = 1,
 
 
 def region_perturbation(model, x, y, attr, removal, *, patch: int = 8, regions: int = 100,
-                        order: str = "morf", score: str = "softmax", chunk: int = 4096) -> MetricResult:
+                        order: str = "morf", score: str = "softmax", chunk: int = CHUNK) -> MetricResult:
     """Samek et al.: the score *drop* s(x) − s(x_j) after removing the first j patches (j = 1..regions)."""
     gran = Granularity("patch", patch)
     x_, _, _ = _prep(x, y, attr)
@@ -274,7 +279,7 @@ def region_perturbation(model, x, y, attr, removal, *, patch: int = 8, regions: 
 
 
 def road(model, x, y, attr, removal, *, percentages=tuple(range(1, 100, 2)), order: str = "morf",
-         granularity: Granularity = Granularity(), chunk: int = 4096) -> MetricResult:
+         granularity: Granularity = Granularity(), chunk: int = CHUNK) -> MetricResult:
     """ROAD accuracy: is the prediction still y after the top (MoRF) / bottom (LeRF) p% are imputed?
 
     ``curve`` is the 0/1 matrix ``[N, P]``; ``per_image`` its row mean; the
@@ -311,7 +316,7 @@ def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, subset_size: int = 224,
                              granularity: Granularity = Granularity(), score: str = "softmax", seed: int = 0,
-                             subsets: torch.Tensor | None = None, chunk: int = 4096) -> MetricResult:
+                             subsets: torch.Tensor | None = None, chunk: int = CHUNK) -> MetricResult:
     """Bhatt et al.: per image, Pearson over ``runs`` random feature subsets between the
     attribution sum of the subset and the score drop when it is removed (higher is better).
 
@@ -344,7 +349,7 @@ def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, sub
 
 def faithfulness_estimate(model, x, y, attr, removal, *, features_in_step: int = 1,
                           granularity: Granularity = Granularity(), score: str = "softmax",
-                          chunk: int = 4096) -> MetricResult:
+                          chunk: int = CHUNK) -> MetricResult:
     """Alvarez-Melis & Jaakkola: Pearson, over MoRF groups of ``features_in_step``
     features removed one group at a time (not cumulatively), between the group's
     attribution sum and its score drop (higher is better)."""
