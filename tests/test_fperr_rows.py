@@ -29,16 +29,37 @@ def _net(rng, widths):
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))))
 
 
-def _forward16(net: PwlNet, x: np.ndarray, rng) -> np.ndarray:
-    """Float16 evaluation, one rounding per operation, random summation order per neuron."""
+def _forward16(net: PwlNet, x: np.ndarray, rng, order: str = "random") -> np.ndarray:
+    """Float16 evaluation, one rounding per operation, a summation order per neuron.
+
+    ``random``: the bias, then the products in a random order. ``peaks``: per
+    point, the positive products first (largest first), then the negative ones,
+    then the bias: the partial sums climb to ``P`` before falling, the worst
+    case for ``sum_error``. ``pairwise``: a balanced tree over bias and products.
+    """
     h = x.astype(np.float16)
     for layer in net.layers:
         W, b = layer.weight.astype(np.float16), layer.bias.astype(np.float16)
         out = np.empty((h.shape[0], W.shape[0]), np.float16)
         for j in range(W.shape[0]):
-            acc = np.full(h.shape[0], b[j], np.float16)
-            for i in rng.permutation(W.shape[1]):
-                acc = (acc + (W[j, i] * h[:, i]).astype(np.float16)).astype(np.float16)
+            terms = (W[j][None, :] * h).astype(np.float16)  # (points, fan-in), each product rounded
+            if order == "random":
+                acc = np.full(h.shape[0], b[j], np.float16)
+                for i in rng.permutation(W.shape[1]):
+                    acc = (acc + terms[:, i]).astype(np.float16)
+            elif order == "peaks":
+                key = np.where(terms > 0, -np.abs(terms.astype(np.float64)), np.abs(terms.astype(np.float64)) + 1e9)
+                ordered = np.take_along_axis(terms, np.argsort(key, axis=1), axis=1)
+                acc = np.zeros(h.shape[0], np.float16)
+                for i in range(ordered.shape[1]):
+                    acc = (acc + ordered[:, i]).astype(np.float16)
+                acc = (acc + b[j]).astype(np.float16)
+            else:
+                level = [np.full(h.shape[0], b[j], np.float16)] + [terms[:, i] for i in rng.permutation(W.shape[1])]
+                while len(level) > 1:
+                    level = [(level[i] + level[i + 1]).astype(np.float16) if i + 1 < len(level) else level[i]
+                             for i in range(0, len(level), 2)]
+                acc = level[0]
             out[:, j] = acc
         h = np.maximum(out, np.float16(0)) if layer.relu else out
     return h.astype(np.float64)
@@ -70,6 +91,35 @@ def test_row_error_bounds_float16_rounding(seed):
     assert np.all(err <= bound), (err, bound)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 100_000), st.sampled_from(["peaks", "pairwise"]))
+def test_both_bounds_hold_for_adversarial_and_tree_summation(seed, order):
+    # Wide layers with cancelling terms: the partial-sum bound is about half of Higham's here,
+    # so the order that drives the partial sums to their peak is the one to test against.
+    rng = np.random.default_rng(seed)
+    net = _net(rng, [3, 24, 24, 3])
+    c = rng.uniform(-1, 1, size=(1, 3))
+    lo, hi = c - 0.02, c + 0.02
+    pre, mags = _region(net, lo, hi)
+    rows = np.eye(3)
+    tight = row_error(net.layers, mags, pre, rows, u=U16, inputs=(lo, hi))[0]
+    assert np.all(tight <= row_error(net.layers, mags, pre, rows, u=U16)[0])  # the input signs only tighten it
+    crude = spec_slack(rows, output_error(net.layers, mags, [u for _, u in pre], u=U16))[0]
+    x = np.clip((lo + (hi - lo) * rng.random((64, 3))).astype(np.float16).astype(np.float64), lo, hi)
+    err = np.abs(_forward16(net, x, rng, order) - net.forward(x)).max(axis=0)
+    assert np.all(err <= tight), (err, tight)
+    assert np.all(err <= crude), (err, crude)
+
+
+def test_cancelling_terms_halve_the_rounding_bound():
+    from hdsl.exact.fperr import U32, gamma, sum_error
+
+    # 50 terms of 1 and 50 of -1: every partial sum lies in [-50, 50], not [-100, 100]
+    assert sum_error(100, 50.0, 100.0) < 0.52 * gamma(100, U32) * 100.0
+    # no cancellation: the same as Higham's bound, to float precision
+    assert np.isclose(sum_error(100, 100.0, 100.0), gamma(101, U32) * 100.0, rtol=1e-4)
+
+
 def test_row_error_is_tighter_than_the_crude_bound_on_a_deep_net():
     rng = np.random.default_rng(1)
     net = _net(rng, [5] + [50] * 6 + [5])
@@ -85,8 +135,8 @@ def test_row_error_is_tighter_than_the_crude_bound_on_a_deep_net():
 
 def test_only_live_terms_count_towards_the_rounding_bound():
     # 40 hidden ReLUs, 38 of them off with margin on the box: they output exact zeros in float32,
-    # so the next layer sums 2 live terms and a bias (gamma(2 + 3)), not 40.
-    from hdsl.exact.fperr import _layer_errors, gamma
+    # so the next layer sums 2 live terms and a bias (2 additions and a spare), not 40.
+    from hdsl.exact.fperr import _layer_errors, gamma, sum_error
 
     rng = np.random.default_rng(0)
     bias = np.full(40, -10.0, np.float32)
@@ -98,8 +148,9 @@ def test_only_live_terms_count_towards_the_rounding_bound():
     gs, _, _ = _layer_errors(net.layers, mags, [u for _, u in pre], 2.0**-24)
     W = np.abs(net.layers[1].weight.astype(np.float64))
     e0 = gs[0]  # the first layer's error feeds the second
-    full = gamma(40 + 3) * ((mags[1] + e0) @ W.T)
-    assert np.allclose(gs[1], gamma(2 + 3) * ((mags[1] + e0) @ W.T))
+    terms = (mags[1] + e0) @ W.T
+    full = gamma(40 + 3) * terms
+    assert np.all(gs[1] <= sum_error(2 + 1, terms, terms) * (1 + 1e-12))
     assert np.all(gs[1] < 0.2 * full)
 
 

@@ -26,4 +26,4 @@ def batch_slack(net: PwlNet, A: np.ndarray, pre_np, lo: np.ndarray, hi: np.ndarr
     for (l, u), layer in zip(pre_np[:-1], net.layers[:-1]):
         mags.append(np.maximum(u, 0) if layer.relu else np.maximum(np.abs(l), np.abs(u)))
     # Both fperr bounds are sound; the Jacobian one is far tighter once most ReLUs are stable.
-    return rows_slack(net.layers, mags, pre_np, A) + 1e-9
+    return rows_slack(net.layers, mags, pre_np, A, (lo, hi)) + 1e-9

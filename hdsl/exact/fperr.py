@@ -50,7 +50,25 @@ def gamma(n, u: float = U32):
     return n * u / (1 - n * u)
 
 
-def output_error(layers, magnitudes: list[np.ndarray], upper: list[np.ndarray] | None = None) -> np.ndarray:
+def sum_error(adds, peak, terms, u: float = U32):
+    """Rounding bound of a dot product plus bias summed in float with at most ``adds`` additions.
+
+    In any summation tree (any order, blocked, with or without FMA) every
+    addition rounds its exact result relatively by ``u``, and that result is a
+    partial sum of the terms plus the children's errors. So ``|error| <=
+    u (sum over additions of |partial sum| + 2 adds E) + u terms``, with
+    ``terms >= P + N`` (``P``, ``N`` the sums of the positive and of the negative
+    terms; this pays for the products' own rounding) and ``E`` the error itself.
+    A partial sum lies in ``[-N, P]``, so it is at most ``peak >= max(P, N)``.
+    When the terms cancel, ``peak`` is about half of ``terms`` and the bound
+    about half of Higham's ``gamma_n (P + N)``; without cancellation it is the same.
+    """
+    adds = np.asarray(adds, dtype=np.float64)
+    return (adds * u * peak + u * terms) / (1 - 2 * adds * u)
+
+
+def output_error(layers, magnitudes: list[np.ndarray], upper: list[np.ndarray] | None = None,
+                 u: float = U32) -> np.ndarray:
     """Per-output bound on ``|f_float32(x) - f_real(x)|`` over a region.
 
     ``magnitudes[l]`` bounds ``|h_l|`` (input of layer ``l``) elementwise, shape
@@ -59,7 +77,7 @@ def output_error(layers, magnitudes: list[np.ndarray], upper: list[np.ndarray] |
     pre-activation: a ReLU whose ``upper + error < 0`` outputs exactly 0 in both
     the real and the float32 network, so it passes no error on.
     """
-    *_, e = _layer_errors(layers, magnitudes, upper, U32)
+    *_, e = _layer_errors(layers, magnitudes, upper, u)
     # Outward slack for the float64 arithmetic used to compute this bound.
     return _outward(e)
 
@@ -68,19 +86,35 @@ def _outward(e: np.ndarray) -> np.ndarray:
     return e * (1 + 1e-6) + 1e-30
 
 
-def _layer_errors(layers, magnitudes, upper, u: float):
+def _layer_errors(layers, magnitudes, upper, u: float, inputs=None):
     """Per layer the rounding injected there ``g_k`` and the error of its pre-activation ``e_k``;
-    then the error of the output (after a final ReLU's zeroing)."""
+    then the error of the output (after a final ReLU's zeroing).
+
+    ``inputs``, when given, is the input box ``(lo, hi)``: its signs tighten the
+    first layer's partial-sum bound (``sum_error``) as a ReLU's do for the others.
+    """
     e = np.zeros_like(np.asarray(magnitudes[0], dtype=np.float64))
     live = None  # per box, how many of the layer's inputs may be nonzero in float32 (None: all)
     gs, es = [], []
     for k, (layer, M) in enumerate(zip(layers, magnitudes)):
-        W = np.abs(np.asarray(layer.weight, dtype=np.float64))
-        b = np.abs(np.asarray(layer.bias, dtype=np.float64))
-        # A product with an exact zero adds exactly, so only the live terms (and the bias) round:
-        # gamma of their count, never more than the row's fan-in (+2 headroom).
+        Ws = np.asarray(layer.weight, dtype=np.float64)
+        bs = np.asarray(layer.bias, dtype=np.float64)
+        W, b = np.abs(Ws), np.abs(bs)
+        # A product with an exact zero adds exactly, so only the live products and the bias are
+        # summed: n + 1 terms, n additions (one more kept as headroom), never more than the fan-in.
         n = layer.fan_in if live is None else np.minimum(layer.fan_in, live)[..., None]
-        g = gamma(np.asarray(n, dtype=np.float64) + 3, u) * ((np.asarray(M, dtype=np.float64) + e) @ W.T + b)
+        h = np.asarray(M, dtype=np.float64) + e  # bounds |computed input|
+        if k == 0 and inputs is not None:
+            h_lo, h_hi = np.asarray(inputs[0], dtype=np.float64), np.asarray(inputs[1], dtype=np.float64)
+        elif k > 0 and layers[k - 1].relu:
+            h_lo, h_hi = np.zeros_like(h), h
+        else:
+            h_lo, h_hi = -h, h
+        Wp, Wn = np.maximum(Ws, 0), np.maximum(-Ws, 0)
+        up, down = np.maximum(h_hi, 0), np.maximum(-h_lo, 0)
+        positive = up @ Wp.T + down @ Wn.T + np.maximum(bs, 0)  # the largest sum of positive terms
+        negative = down @ Wp.T + up @ Wn.T + np.maximum(-bs, 0)
+        g = sum_error(np.asarray(n, dtype=np.float64) + 1, np.maximum(positive, negative), h @ W.T + b, u)
         e = e @ W.T + g
         gs.append(g)
         es.append(e)
@@ -119,14 +153,15 @@ def interval_gradients(layers, rows: np.ndarray, pre):
 
 
 def row_error(layers, magnitudes: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray,
-              u: float = U32) -> np.ndarray:
+              u: float = U32, inputs=None) -> np.ndarray:
     """Per box and spec row, a bound on ``|c . (f_float(x) - f_real(x))|`` over the region, ``(B, R)``.
 
     ``pre[k]`` are bounds ``(B, n_k)`` of the real pre-activations of layer
     ``k`` over the region, ``magnitudes`` as for ``output_error`` and ``rows``
-    ``(R, n_out)``. ``u`` is the unit roundoff (float32 unless a test says otherwise).
+    ``(R, n_out)``. ``u`` is the unit roundoff (float32 unless a test says otherwise); ``inputs``
+    the input boxes ``(lo, hi)``, as for ``_layer_errors``.
     """
-    return _row_error(layers, pre, rows, *_layer_errors(layers, magnitudes, [hi for _, hi in pre], u)[:2])
+    return _row_error(layers, pre, rows, *_layer_errors(layers, magnitudes, [hi for _, hi in pre], u, inputs)[:2])
 
 
 def _row_error(layers, pre, rows, gs, es) -> np.ndarray:
@@ -139,9 +174,10 @@ def _row_error(layers, pre, rows, gs, es) -> np.ndarray:
 
 
 def rows_slack(layers, magnitudes: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]],
-               rows: np.ndarray) -> np.ndarray:
-    """The smaller of the two sound float32 bounds per box and row (one pass over the layers)."""
-    gs, es, e_out = _layer_errors(layers, magnitudes, [hi for _, hi in pre], U32)
+               rows: np.ndarray, inputs=None) -> np.ndarray:
+    """The smaller of the two sound float32 bounds per box and row (one pass over the layers);
+    ``inputs`` the input boxes ``(lo, hi)``, as for ``_layer_errors``."""
+    gs, es, e_out = _layer_errors(layers, magnitudes, [hi for _, hi in pre], U32, inputs)
     return np.minimum(spec_slack(rows, _outward(e_out)), _row_error(layers, pre, rows, gs, es))
 
 
