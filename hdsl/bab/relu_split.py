@@ -10,8 +10,10 @@ best BaBSR-like score (Bunel et al., 2020): the looseness its relaxation adds
 to the bound of the open row, ``max(-lam, 0) * (-l u / (u - l))`` for the
 upper-relaxation intercept plus a share for the lower one.
 
-Domains CROWN leaves open get optimised bounds: α slopes and β multipliers
-for the split constraints (``hdsl.bab.beta``, β-CROWN). Domains with few
+The roots' intermediate bounds are tightened once by α-CROWN, and every
+domain below keeps them as a floor. Domains CROWN leaves open get optimised
+bounds: α slopes and β multipliers for the split constraints
+(``hdsl.bab.beta``, β-CROWN). Domains with few
 unstable ReLUs left go to Z3, which decides them exactly, split constraints
 included; this makes the search complete.
 """
@@ -23,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from hdsl.bab.beta import exclude_open
+from hdsl.bab.beta import exclude_open, optimised_intermediate_bounds
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
@@ -46,6 +48,7 @@ def relu_split(
     max_domains: int = 200_000,
     optimise: bool = True,
     opt_iters: int = 20,
+    root_iters: int = 20,
 ) -> BabOutcome:
     t0 = time.monotonic()
     if rows.n_disjuncts == 0:
@@ -58,6 +61,15 @@ def relu_split(
     stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0, "optimised": 0}
     # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth)
     queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0) for b in range(len(parts))]
+    if optimise and root_iters > 0:
+        # The roots' intermediate bounds tightened once by α-CROWN; every domain below intersects with them.
+        lo0 = torch.as_tensor(np.stack([p[0] for p in parts]).astype(np.float64))
+        hi0 = torch.as_tensor(np.stack([p[1] for p in parts]).astype(np.float64))
+        with torch.no_grad():
+            pre0 = crown(tn, lo0, hi0, C, d).pre
+        pre0 = optimised_intermediate_bounds(tn, lo0, hi0, pre0, iters=root_iters)
+        queue = [(b, {}, [(l[b].numpy(), u[b].numpy()) for l, u in pre0], L, excl, depth)
+                 for b, _, _, _, excl, depth in queue]
     while queue:
         if time.monotonic() >= deadline:
             return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
