@@ -33,6 +33,8 @@ class BabBackend:
         return Z3Backend().supports(query)
 
     def run(self, query: ir.Query, budget: Budget) -> Result:
+        from threadpoolctl import threadpool_limits
+
         from hdsl.bab.input_split import input_split
         from hdsl.bab.relu_split import relu_split
         from hdsl.exact.query import prepare
@@ -43,7 +45,10 @@ class BabBackend:
         if mode == "auto":
             mode = "input" if prep.net.input_size <= INPUT_SPLIT_MAX_DIM else "relu"
         search = input_split if mode == "input" else relu_split
-        out = search(prep.net, prep.rows, prep.boxes, prep.replay, budget.deadline, use_z3=self.use_z3)
+        # The searches' numpy products are small (a batch of boxes by one layer): BLAS threads only
+        # contend with torch's and with other processes (10x slower rounding bounds on a busy 2-core machine).
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = search(prep.net, prep.rows, prep.boxes, prep.replay, budget.deadline, use_z3=self.use_z3)
         verdict = {
             "proved": Verdict.PROVED,
             "falsified": Verdict.FALSIFIED,
