@@ -10,7 +10,7 @@ timing is reported, so the speed-up is for the same numbers.
 
     python benchmarks/xai_throughput.py [--n 64] [--threads 2]
 
-Needs Quantus (``pip install --no-deps quantus==0.6.0 pandas scikit-learn cachetools``).
+Needs Quantus (``pip install --no-deps -r tests/requirements-quantus.txt``).
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 Quantus is a test-only dependency that is NOT in the ``test`` extra: its wheel
 requires ``opencv-python``, which clashes with our ``opencv-python-headless``
-(both install ``cv2``). Install it for these tests with
-``pip install --no-deps quantus==0.6.0 pandas scikit-learn cachetools`` (plus
-their own deps: joblib, threadpoolctl, narwhals, python-dateutil). Without it,
-this module is skipped.
+(both install ``cv2``). The README's test command (and CI) installs it and what
+it imports with ``pip install --no-deps -r tests/requirements-quantus.txt``.
+Without it, this module is skipped.
 
 The xfail(strict=True) tests assert what a correct Quantus would do; they
 fail today because of the bugs listed in each reason, and will turn into
