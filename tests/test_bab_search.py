@@ -69,8 +69,10 @@ def test_t3_variant_falsified_by_both(tmp_path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 100_000), st.sampled_from(["crown", "forward", "hybrid"]), st.booleans())
+@given(st.integers(0, 100_000), st.sampled_from(["crown", "forward", "hybrid", "reuse"]), st.booleans())
 def test_crown_bounds_are_sound_under_splits(seed, mode, with_splits):
+    # "reuse": a child domain's bounds from its parent's (the root's) for layer 0, the unstable
+    # neurons of the later layers recomputed, as ReLU splitting does.
     rng = np.random.default_rng(seed)
     sizes = [3, 8, 8, 4]
     net = PwlNet(tuple(
@@ -93,8 +95,14 @@ def test_crown_bounds_are_sound_under_splits(seed, mode, with_splits):
         fixed = [f0, torch.zeros(1, 8, dtype=torch.int8), None]
     C = torch.as_tensor(rng.normal(size=(5, 4)))
     d = torch.zeros(5, dtype=torch.float64)
-    out = crown(TorchNet.of(net), torch.as_tensor(lo[None]), torch.as_tensor(hi[None]), C, d, fixed=fixed,
-                intermediate=mode)
+    tn, lo_t, hi_t = TorchNet.of(net), torch.as_tensor(lo[None]), torch.as_tensor(hi[None])
+    if mode == "reuse":
+        root = crown(tn, lo_t, hi_t, C, d)
+        out = crown(tn, lo_t, hi_t, C, d, fixed=fixed, reuse=root.pre, start=1)
+        if not with_splits:  # the same domain: never looser than the root
+            assert torch.all(out.row_lb >= root.row_lb - 1e-9)
+    else:
+        out = crown(tn, lo_t, hi_t, C, d, fixed=fixed, intermediate=mode)
     vals = net.forward(xs[keep]) @ C.numpy().T
     assert np.all(vals >= out.row_lb.numpy()[0] - 1e-9)
     pre_l, pre_u = out.pre[1]

@@ -194,6 +194,18 @@ def crown(
                     lb, _ = _backward(net, lam, k, pre, lo, hi)
                     l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
                     u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
+        elif reuse is not None and k < len(reuse) and net.relu[k]:
+            # Valid bounds are known: a neuron stable in them stays stable, and a stable ReLU's
+            # relaxation does not depend on its bounds, so only the unstable ones are recomputed.
+            l, u = reuse[k][0].clone(), reuse[k][1].clone()
+            idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
+            if idx.numel():
+                n = net.W[k].shape[0]
+                eye = torch.eye(n, dtype=DTYPE)[idx]
+                lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
+                lb, _ = _backward(net, lam, k, pre, lo, hi)
+                l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
+                u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
         else:
             n = net.W[k].shape[0]
             eye = torch.eye(n, dtype=DTYPE)
