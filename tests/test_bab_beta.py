@@ -59,7 +59,7 @@ def test_beta_bounds_are_sound_on_the_split_domain_and_tighter_than_crown(seed, 
     with torch.no_grad():
         out = crown(tn, lo_t, hi_t, C, d, fixed=fixed)
     empty = any(bool((l > u).any()) for l, u in out.pre)
-    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=30).detach().numpy()[0]
+    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=30)[0].detach().numpy()[0]
     assert np.all(lb >= out.row_lb.numpy()[0] - 1e-12)  # the search starts at CROWN's bound
     if not empty:
         vals = net.forward(xs[keep]) @ C.numpy().T
@@ -78,7 +78,7 @@ def test_beta_uses_the_split_constraint_that_clamping_ignores():
     fixed = [torch.tensor([[-1, 0]], dtype=torch.int8), None]  # z0 = x <= 0
     with torch.no_grad():
         out = crown(tn, lo, hi, C, d, fixed=fixed)
-    lb = float(optimised_row_bounds(tn, lo, hi, C, d, out.pre, fixed, iters=60).detach()[0, 0])
+    lb = float(optimised_row_bounds(tn, lo, hi, C, d, out.pre, fixed, iters=60)[0].detach()[0, 0])
     assert abs(float(out.row_lb[0, 0]) + 0.5) < 1e-9
     assert -0.26 < lb <= 0.0  # sound (the true minimum on the domain is 0) and near the dual optimum
 
@@ -97,7 +97,7 @@ def test_alpha_alone_is_sound_on_the_box_and_never_below_crown(seed):
     lo_t, hi_t = torch.as_tensor(lo[None]), torch.as_tensor(hi[None])
     with torch.no_grad():
         out = crown(tn, lo_t, hi_t, C, d)
-    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, None, iters=30).detach().numpy()[0]
+    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, None, iters=30)[0].detach().numpy()[0]
     assert np.all(lb >= out.row_lb.numpy()[0] - 1e-12)
     vals = net.forward(rng.uniform(lo, hi, size=(6000, 3))) @ C.numpy().T + d.numpy()
     assert np.all(vals >= lb - 1e-9)

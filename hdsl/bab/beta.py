@@ -39,51 +39,61 @@ def optimised_row_bounds(
     *,
     iters: int = 20,
     lr: float = 0.1,
-) -> torch.Tensor:
-    """The best sound lower bounds (B, R) of the rows ``C y + d`` over each split domain.
+    init: tuple[dict, dict] | None = None,
+) -> tuple[torch.Tensor, tuple[dict, dict]]:
+    """The best sound lower bounds (B, R) of the rows ``C y + d`` over each split domain, and the
+    final ``(α, β)`` (per relu layer, (B, R, n)), to warm-start the domain's children.
 
     ``pre`` are pre-activation bounds valid on the domains (CROWN's, clamped by
     the splits); ``fixed[l]`` (B, n_l) in {-1, 0, +1} the splits, each a
-    constraint ``fixed * z >= 0``.
+    constraint ``fixed * z >= 0``. ``init`` gives starting values for some
+    layers' α and β (any values are sound once projected onto α in [0, 1] and
+    β >= 0); the others start at CROWN's slopes and at zero.
     """
     B, R = lo.shape[0], C.shape[-2]
     Cb = C.unsqueeze(0).expand(B, *C.shape) if C.dim() == 2 else C
+    alpha0, beta0 = init if init is not None else ({}, {})
     alpha, beta, sign, params = {}, {}, {}, []
     for j in range(len(net.W) - 1):
         if not net.relu[j]:
             continue
         l, u = pre[j]
         _, _, s_lo = _relax(l, u)
-        alpha[j] = s_lo.unsqueeze(1).expand(B, R, l.shape[1]).clone().requires_grad_(True)
+        a = alpha0.get(j)
+        a = s_lo.unsqueeze(1).expand(B, R, l.shape[1]) if a is None else a.to(l.dtype).clamp(0.0, 1.0)
+        alpha[j] = a.clone().requires_grad_(True)
         params.append(alpha[j])
         f = fixed[j] if fixed is not None else None
         if f is not None and bool((f != 0).any()):
             sign[j] = f.to(l.dtype).unsqueeze(1)
-            beta[j] = torch.zeros(B, R, l.shape[1], dtype=l.dtype, requires_grad=True)
+            b = beta0.get(j)
+            b = torch.zeros(B, R, l.shape[1], dtype=l.dtype) if b is None else b.to(l.dtype).clamp(min=0.0)
+            beta[j] = b.clone().requires_grad_(True)
             params.append(beta[j])
         else:
             beta[j], sign[j] = None, None
     with torch.no_grad():
         best = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
-    if not params:
-        return best + d
-    opt = torch.optim.Adam(params, lr=lr)
-    for _ in range(iters):
-        lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
+    if params:
+        opt = torch.optim.Adam(params, lr=lr)
+        for _ in range(iters):
+            lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
+            with torch.no_grad():
+                best = torch.maximum(best, lb)
+            opt.zero_grad()
+            (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                for a in alpha.values():
+                    a.clamp_(0.0, 1.0)
+                for b in beta.values():
+                    if b is not None:
+                        b.clamp_(min=0.0)
         with torch.no_grad():
-            best = torch.maximum(best, lb)
-        opt.zero_grad()
-        (-lb.sum()).backward()
-        opt.step()
-        with torch.no_grad():
-            for a in alpha.values():
-                a.clamp_(0.0, 1.0)
-            for b in beta.values():
-                if b is not None:
-                    b.clamp_(min=0.0)
-    with torch.no_grad():
-        best = torch.maximum(best, _bound(net, Cb, pre, lo, hi, alpha, beta, sign))
-    return best + d
+            best = torch.maximum(best, _bound(net, Cb, pre, lo, hi, alpha, beta, sign))
+    final = ({j: a.detach() for j, a in alpha.items()},
+             {j: b.detach() for j, b in beta.items() if b is not None})
+    return best + d, final
 
 
 def optimised_intermediate_bounds(
@@ -142,16 +152,21 @@ def optimised_intermediate_bounds(
 
 
 def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre, fixed, open_: np.ndarray,
-                 lb: np.ndarray, excl: np.ndarray, slack: np.ndarray, iters: int) -> None:
+                 lb: np.ndarray, excl: np.ndarray, slack: np.ndarray, iters: int,
+                 init: tuple[dict, dict] | None = None) -> tuple[dict, dict]:
     """Optimise the rows of the nodes flagged ``open_``; raise ``lb`` and add the exclusions, in place.
 
     ``pre`` and ``fixed`` are the batch's torch bounds and splits (``fixed`` None
-    for input splitting); ``lb``, ``excl``, ``slack`` the batch's numpy arrays.
+    for input splitting); ``lb``, ``excl``, ``slack`` the batch's numpy arrays;
+    ``init`` warm starts for the open nodes (see ``optimised_row_bounds``), whose
+    final α and β are returned, one row per open node.
     """
     o = np.nonzero(open_)[0]
     ot = torch.as_tensor(o)
-    lb_o = optimised_row_bounds(
+    lb_o, final = optimised_row_bounds(
         net, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
-        None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters).numpy()
+        None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters, init=init)
+    lb_o = lb_o.numpy()
     lb[o] = np.maximum(lb[o], lb_o)
     excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
+    return final

@@ -27,7 +27,7 @@ import torch
 
 from hdsl.bab.beta import exclude_open, optimised_intermediate_bounds
 from hdsl.bab.common import BabOutcome, batch_slack
-from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.crown import TorchNet, _relax, crown
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.net import PwlNet
@@ -59,8 +59,9 @@ def relu_split(
     relu_layers = [k for k in range(L) if net.layers[k].relu]
     widths = [int(l.weight.shape[0]) for l in net.layers]
     stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0, "optimised": 0}
-    # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth)
-    queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0) for b in range(len(parts))]
+    # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth,
+    # the parent's final (α, β) per relu layer (R, n) or None)
+    queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0, None) for b in range(len(parts))]
     if optimise and root_iters > 0:
         # The roots' intermediate bounds tightened once by α-CROWN; every domain below intersects with them.
         lo0 = torch.as_tensor(np.stack([p[0] for p in parts]).astype(np.float64))
@@ -68,8 +69,8 @@ def relu_split(
         with torch.no_grad():
             pre0 = crown(tn, lo0, hi0, C, d).pre
         pre0 = optimised_intermediate_bounds(tn, lo0, hi0, pre0, iters=root_iters)
-        queue = [(b, {}, [(l[b].numpy(), u[b].numpy()) for l, u in pre0], L, excl, depth)
-                 for b, _, _, _, excl, depth in queue]
+        queue = [(b, {}, [(l[b].numpy(), u[b].numpy()) for l, u in pre0], L, excl, depth, None)
+                 for b, _, _, _, excl, depth, _ in queue]
     while queue:
         if time.monotonic() >= deadline:
             return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
@@ -109,9 +110,16 @@ def relu_split(
         slack = batch_slack(net, rows.A, pre_np, lo, hi)
         excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | np.stack([dm[4] for dm in doms])
         open_ = ~excl.all(axis=1) & ~empty
+        warm = [None] * n
         if optimise and open_.any():
-            # α slopes and β multipliers of the splits on the rows of the domains CROWN left open.
-            exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters)
+            # α slopes and β multipliers of the splits on the rows of the domains CROWN left open,
+            # starting from their parents' final values (α,β-CROWN's warm start).
+            o = np.nonzero(open_)[0]
+            final = exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters,
+                                 init=_warm_start([doms[i][6] for i in o], [(l[o], u[o]) for l, u in out.pre]))
+            for pos, i in enumerate(o):
+                warm[i] = ({j: a[pos].float() for j, a in final[0].items()},
+                           {j: b[pos].float() for j, b in final[1].items()})
             stats["optimised"] += int(open_.sum())
             open_ = ~excl.all(axis=1) & ~empty
         if not open_.any():
@@ -176,7 +184,27 @@ def relu_split(
             for sign in (-1, 1):
                 fx = {k: v.copy() for k, v in dm[1].items()}
                 fx.setdefault(best_k, np.zeros(widths[best_k], np.int8))[best_j] = sign
-                queue.append((dm[0], fx, pre_i, best_k + 1, excl[i].copy(), dm[5] + 1))
+                queue.append((dm[0], fx, pre_i, best_k + 1, excl[i].copy(), dm[5] + 1, warm[i]))
         if time.monotonic() >= deadline:
             return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
     return BabOutcome("proved", stats=_fin(stats, t0))
+
+
+def _warm_start(parents: list, pre) -> tuple[dict, dict] | None:
+    """Stacked starting (α, β) for a batch: each domain its parent's, CROWN's slopes and 0 where none."""
+    if all(p is None for p in parents):
+        return None
+    alpha, beta = {}, {}
+    for j in {j for p in parents if p is not None for j in p[0]}:
+        alpha[j] = torch.stack([p[0][j].double() if p is not None else
+                                _relax(*[t[i] for t in pre[j]])[2].expand_as(_ref(parents, 0, j))
+                                for i, p in enumerate(parents)])
+    for j in {j for p in parents if p is not None for j in p[1]}:
+        ref = _ref(parents, 1, j)
+        beta[j] = torch.stack([p[1][j].double() if p is not None and j in p[1] else
+                               torch.zeros(ref.shape, dtype=torch.float64) for p in parents])
+    return alpha, beta
+
+
+def _ref(parents, which: int, j: int) -> torch.Tensor:
+    return next(p[which][j] for p in parents if p is not None and j in p[which])
