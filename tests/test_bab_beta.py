@@ -59,11 +59,19 @@ def test_beta_bounds_are_sound_on_the_split_domain_and_tighter_than_crown(seed, 
     with torch.no_grad():
         out = crown(tn, lo_t, hi_t, C, d, fixed=fixed)
     empty = any(bool((l > u).any()) for l, u in out.pre)
-    lb = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=30)[0].detach().numpy()[0]
+    lb, final = optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=30)
+    lb = lb.detach().numpy()[0]
     assert np.all(lb >= out.row_lb.numpy()[0] - 1e-12)  # the search starts at CROWN's bound
+    # warm starts, as a child domain gets them: the parent's final values, and arbitrary ones (projected)
+    wild = ({j: torch.as_tensor(rng.uniform(-0.5, 1.5, size=a.shape)) for j, a in final[0].items()},
+            {j: torch.as_tensor(rng.uniform(-1.0, 3.0, size=b.shape)) for j, b in final[1].items()})
+    warm = [optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=5, init=init)[0].detach().numpy()[0]
+            for init in (final, wild)]
+    assert np.all(warm[0] >= lb - 1e-9)  # the parent's optimum is where the child starts
     if not empty:
         vals = net.forward(xs[keep]) @ C.numpy().T
-        assert np.all(vals >= lb - 1e-9)
+        for bound in (lb, *warm):
+            assert np.all(vals >= bound - 1e-9)
 
 
 def test_beta_uses_the_split_constraint_that_clamping_ignores():

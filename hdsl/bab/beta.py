@@ -42,7 +42,7 @@ def optimised_row_bounds(
     init: tuple[dict, dict] | None = None,
 ) -> tuple[torch.Tensor, tuple[dict, dict]]:
     """The best sound lower bounds (B, R) of the rows ``C y + d`` over each split domain, and the
-    final ``(α, β)`` (per relu layer, (B, R, n)), to warm-start the domain's children.
+    ``(α, β)`` that gave each (per relu layer, (B, R, n)), to warm-start the domain's children.
 
     ``pre`` are pre-activation bounds valid on the domains (CROWN's, clamped by
     the splits); ``fixed[l]`` (B, n_l) in {-1, 0, +1} the splits, each a
@@ -74,11 +74,22 @@ def optimised_row_bounds(
             beta[j], sign[j] = None, None
     with torch.no_grad():
         best = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
+    # per (box, row), the α and β of its best bound so far
+    kept = ({j: a.detach().clone() for j, a in alpha.items()},
+            {j: b.detach().clone() for j, b in beta.items() if b is not None})
+
+    def keep(lb: torch.Tensor) -> None:
+        better = (lb > best).unsqueeze(-1)
+        for store, now in zip(kept, (alpha, beta)):
+            for j in store:
+                store[j] = torch.where(better, now[j].detach(), store[j])
+
     if params:
         opt = torch.optim.Adam(params, lr=lr)
         for _ in range(iters):
             lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
             with torch.no_grad():
+                keep(lb)
                 best = torch.maximum(best, lb)
             opt.zero_grad()
             (-lb.sum()).backward()
@@ -90,10 +101,10 @@ def optimised_row_bounds(
                     if b is not None:
                         b.clamp_(min=0.0)
         with torch.no_grad():
-            best = torch.maximum(best, _bound(net, Cb, pre, lo, hi, alpha, beta, sign))
-    final = ({j: a.detach() for j, a in alpha.items()},
-             {j: b.detach() for j, b in beta.items() if b is not None})
-    return best + d, final
+            lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
+            keep(lb)
+            best = torch.maximum(best, lb)
+    return best + d, kept
 
 
 def optimised_intermediate_bounds(
@@ -159,7 +170,7 @@ def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre,
     ``pre`` and ``fixed`` are the batch's torch bounds and splits (``fixed`` None
     for input splitting); ``lb``, ``excl``, ``slack`` the batch's numpy arrays;
     ``init`` warm starts for the open nodes (see ``optimised_row_bounds``), whose
-    final α and β are returned, one row per open node.
+    best α and β are returned, one row per open node.
     """
     o = np.nonzero(open_)[0]
     ot = torch.as_tensor(o)

@@ -60,7 +60,7 @@ def relu_split(
     widths = [int(l.weight.shape[0]) for l in net.layers]
     stats = {"domains": 0, "rounds": 0, "z3_leaves": 0, "max_depth": 0, "infeasible": 0, "optimised": 0}
     # A domain: (box index, fixed masks {layer: int8 array}, parent pre bounds or None, start layer, excl, depth,
-    # the parent's final (α, β) per relu layer (R, n) or None)
+    # the parent's best (α, β) per relu layer (R, n) or None)
     queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0, None) for b in range(len(parts))]
     if optimise and root_iters > 0:
         # The roots' intermediate bounds tightened once by α-CROWN; every domain below intersects with them.
@@ -113,7 +113,7 @@ def relu_split(
         warm = [None] * n
         if optimise and open_.any():
             # α slopes and β multipliers of the splits on the rows of the domains CROWN left open,
-            # starting from their parents' final values (α,β-CROWN's warm start).
+            # starting from the values that gave their parents' best bounds (α,β-CROWN's warm start).
             o = np.nonzero(open_)[0]
             final = exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters,
                                  init=_warm_start([doms[i][6] for i in o], [(l[o], u[o]) for l, u in out.pre]))
