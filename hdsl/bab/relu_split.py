@@ -49,6 +49,7 @@ def relu_split(
     optimise: bool = True,
     opt_iters: int = 20,
     root_iters: int = 20,
+    root_share: float = 0.25,
 ) -> BabOutcome:
     t0 = time.monotonic()
     if rows.n_disjuncts == 0:
@@ -68,7 +69,8 @@ def relu_split(
         hi0 = torch.as_tensor(np.stack([p[1] for p in parts]).astype(np.float64))
         with torch.no_grad():
             pre0 = crown(tn, lo0, hi0, C, d).pre
-        pre0 = optimised_intermediate_bounds(tn, lo0, hi0, pre0, iters=root_iters)
+        pre0 = optimised_intermediate_bounds(tn, lo0, hi0, pre0, iters=root_iters,
+                                             deadline=t0 + root_share * max(0.0, deadline - t0))
         queue = [(b, {}, [(l[b].numpy(), u[b].numpy()) for l, u in pre0], L, excl, depth, None)
                  for b, _, _, _, excl, depth, _ in queue]
     while queue:
