@@ -93,3 +93,30 @@ def test_grid_and_z3_agree_on_t2_v_shape(tmp_path):
         q = ir.Query("t2", ir.Network("t2", path, (1,)), ir.Box((-1.0,), (1.0,)), spec, "p")
         assert Z3Backend().run(q, Budget.seconds(20)).verdict is expect
         assert BabBackend().run(q, Budget.seconds(20)).verdict is expect
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1_000_000), S=st.sampled_from([(0,), (0, 1), (1, 2, 3)]), radius=st.floats(0.1, 1.0))
+def test_input_split_with_warm_started_alpha_agrees_with_z3(tmp_path, seed, S, radius):
+    # α on every open box from the first round, so children start from their parents' slopes
+    import time
+
+    from hdsl.bab.input_split import input_split
+    from hdsl.exact.query import prepare
+
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, (8, 8))
+    path = str(tmp_path / f"w{seed}.onnx")
+    to_onnx(net, path)
+    c = rng.uniform(-1, 1, size=2)
+    spec = argmax_in(S)
+    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(c - radius), tuple(c + radius)), spec, "p")
+    exact = Z3Backend().run(q, Budget.seconds(60)).verdict
+    assert exact in (Verdict.PROVED, Verdict.FALSIFIED)
+    prep = prepare(q)
+    out = input_split(prep.net, prep.rows, prep.boxes, prep.replay, time.monotonic() + 30, use_z3=False,
+                      pattern_unstable=0, alpha_after_s=0.0)
+    if out.status == "proved":
+        assert exact is Verdict.PROVED
+    if out.status == "falsified":
+        assert exact is Verdict.FALSIFIED and spec.violated_by(out.counterexample.y)

@@ -33,7 +33,7 @@ import torch
 from hdsl.bab.beta import exclude_open
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
-from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.crown import TorchNet, _relax, crown
 from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.fperr import interval_gradients
@@ -173,6 +173,10 @@ def input_split(
     # Parent pre-activation bounds (valid on the children), stored in float32 rounded outward.
     plo_q = [np.full((len(lo_q), w), -np.inf, dtype=np.float32) for w in widths]
     phi_q = [np.full((len(lo_q), w), np.inf, dtype=np.float32) for w in widths]
+    # Per box, the α slopes that gave its parent's best bounds, all relu layers flattened (NaN: none);
+    # created when α first runs, dropped if the queue outgrows WARM_MAX_QUEUE.
+    slots = [(j, widths[j]) for j in range(len(widths) - 1) if net.layers[j].relu]
+    warm_q: np.ndarray | None = None
     stats = {"boxes": 0, "rounds": 0, "z3_leaves": 0, "pattern_proved": 0, "float32_blocked": 0, "max_depth": 0, "min_lb": float("inf")}
 
     while len(lo_q):
@@ -186,6 +190,9 @@ def input_split(
                  for a, b in zip(plo_q, phi_q)]
         lo_q, hi_q, mask_q, depth_q = lo_q[:-n], hi_q[:-n], mask_q[:-n], depth_q[:-n]
         plo_q, phi_q = [a[:-n] for a in plo_q], [b[:-n] for b in phi_q]
+        warm = None
+        if warm_q is not None:
+            warm, warm_q = warm_q[-n:], warm_q[:-n]
         stats["boxes"] += n
         stats["rounds"] += 1
         stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
@@ -207,13 +214,22 @@ def input_split(
                 excl = exclude_by_combination(rows, lb, out.coef.numpy(), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
             if alpha_iters > 0 and mode == passes[-1] and open_.any() and time.monotonic() - t0 >= alpha_after_s:
-                # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open.
-                exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters)
+                # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open, each
+                # starting from the slopes of its parent's best bounds.
+                o = np.nonzero(open_)[0]
+                if warm is None:
+                    warm = np.full((len(lo), C.shape[0] * sum(w for _, w in slots)), np.nan, dtype=np.float32)
+                    if warm_q is None and len(lo_q) <= WARM_MAX_QUEUE:
+                        warm_q = np.full((len(lo_q), warm.shape[1]), np.nan, dtype=np.float32)
+                best = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters,
+                                    init=_alpha_init(warm[o], slots, [(l[o], u[o]) for l, u in out.pre]))
+                warm[o] = np.concatenate([best[0][j].reshape(len(o), -1).float().numpy() for j, _ in slots], axis=1)
                 open_ = ~excl.all(axis=1)
             if not open_.any():
                 break
             idx = np.nonzero(open_)[0]
             lo, hi, excl, depth, lb, mask = lo[idx], hi[idx], excl[idx], depth[idx], lb[idx], excl[idx]
+            warm = None if warm is None else warm[idx]
             slack = slack[idx]
             coef = out.coef.numpy()[idx]
             pre_np = [(l[idx], u[idx]) for l, u in pre_np]
@@ -302,7 +318,28 @@ def input_split(
                 l32, u32 = _down32(l[split]), _up32(u[split])
                 plo_q[k] = np.concatenate([plo_q[k], l32, l32])
                 phi_q[k] = np.concatenate([phi_q[k], u32, u32])
+            if warm_q is not None and len(lo_q) > WARM_MAX_QUEUE:
+                warm_q = None  # memory: a box's slopes are R x (relu neurons) floats
+            if warm_q is not None:
+                w = np.full((len(split), warm_q.shape[1]), np.nan, dtype=np.float32) if warm is None else warm[split]
+                warm_q = np.concatenate([warm_q, w, w])
     return BabOutcome("proved", stats=_fin(stats, t0))
+
+
+WARM_MAX_QUEUE = 100_000
+
+
+def _alpha_init(warm: np.ndarray, slots, pre) -> tuple[dict, dict]:
+    """Unflatten stored slopes ``(B, R * sum n_j)`` per relu layer; NaN entries get CROWN's slopes."""
+    alpha, at = {}, 0
+    B = warm.shape[0]
+    R = warm.shape[1] // sum(w for _, w in slots)
+    for j, w in slots:
+        a = torch.as_tensor(warm[:, at : at + R * w].reshape(B, R, w), dtype=torch.float64)
+        crown_slopes = _relax(*pre[j])[2].unsqueeze(1).expand(B, R, w)
+        alpha[j] = torch.where(torch.isnan(a), crown_slopes, a)
+        at += R * w
+    return alpha, {}
 
 
 def _open(message: str, stats: dict) -> str:
