@@ -9,9 +9,11 @@ CROWN, and:
 * tries the box centre and, per open disjunct, the vertex that minimises the
   CROWN bound of its best row as counterexamples (float32 forward, then replay);
 * optimises the lower ReLU slopes of the spec rows (α-CROWN, ``hdsl.bab.beta``)
-  on the boxes CROWN leaves open, once a search has run 2 s: ACAS Xu 4_2
-  property 2 closes in 54 s with 10 Adam steps a box, and stays open after
-  116 s without; on easy instances the steps cost 2-3x and gain nothing;
+  on the boxes CROWN leaves open, once a search has run 2 s, each box starting
+  from its parent's best slopes, 5 Adam steps a box: ACAS Xu 4_2 property 2
+  closes in 23 s (open after 116 s without α), 3_3 property 2 in 91 s (open
+  after 116 s with 10 steps a box); on easy instances the steps cost 2-3x and
+  gain nothing;
 * drops a box with few unstable ReLUs when each of their activation patterns is
   shown infeasible with the unsafe set by an LP dual (``hdsl.bab.patterns``);
 * sends nearly linear boxes (few unstable ReLUs) or boxes that cannot be split
@@ -154,7 +156,7 @@ def input_split(
     hybrid_min_unstable: int = 0,
     combine: bool = True,
     pattern_unstable: int = 6,
-    alpha_iters: int = 10,
+    alpha_iters: int = 5,
     alpha_after_s: float = 2.0,
 ) -> BabOutcome:
     t0 = time.monotonic()
