@@ -55,7 +55,7 @@ def optimised_row_bounds(
     B, R = lo.shape[0], C.shape[-2]
     Cb = C.unsqueeze(0).expand(B, *C.shape) if C.dim() == 2 else C
     alpha0, beta0 = init if init is not None else ({}, {})
-    alpha, beta, sign, params = {}, {}, {}, []
+    alpha, beta, sign = {}, {}, {}
     for j in range(len(net.W) - 1):
         if not net.relu[j]:
             continue
@@ -64,49 +64,58 @@ def optimised_row_bounds(
         a = alpha0.get(j)
         a = s_lo.unsqueeze(1).expand(B, R, l.shape[1]) if a is None else a.to(l.dtype).clamp(0.0, 1.0)
         alpha[j] = a.clone().requires_grad_(True)
-        params.append(alpha[j])
         f = fixed[j] if fixed is not None else None
         if f is not None and bool((f != 0).any()):
             sign[j] = f.to(l.dtype).unsqueeze(1)
             b = beta0.get(j)
             b = torch.zeros(B, R, l.shape[1], dtype=l.dtype) if b is None else b.to(l.dtype).clamp(min=0.0)
             beta[j] = b.clone().requires_grad_(True)
-            params.append(beta[j])
         else:
             beta[j], sign[j] = None, None
-    with torch.no_grad():
-        best = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
     # per (box, row), the α and β of its best bound so far
     kept = ({j: a.detach().clone() for j, a in alpha.items()},
             {j: b.detach().clone() for j, b in beta.items() if b is not None})
 
-    def keep(lb: torch.Tensor) -> None:
+    def keep(lb: torch.Tensor, best: torch.Tensor) -> None:
         better = (lb > best).unsqueeze(-1)
         for store, now in zip(kept, (alpha, beta)):
             for j in store:
                 store[j] = torch.where(better, now[j].detach(), store[j])
 
-    if params:
-        opt = torch.optim.Adam(params, lr=lr)
-        for _ in range(iters):
-            lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
-            with torch.no_grad():
-                keep(lb)
-                best = torch.maximum(best, lb)
-            opt.zero_grad()
-            (-lb.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for a in alpha.values():
-                    a.clamp_(0.0, 1.0)
-                for b in beta.values():
-                    if b is not None:
-                        b.clamp_(min=0.0)
-        with torch.no_grad():
-            lb = _bound(net, Cb, pre, lo, hi, alpha, beta, sign)
-            keep(lb)
-            best = torch.maximum(best, lb)
+    best = _ascend(lambda: _bound(net, Cb, pre, lo, hi, alpha, beta, sign), list(alpha.values()),
+                   [b for b in beta.values() if b is not None], iters, lr, record=keep)
     return best + d, kept
+
+
+def _ascend(bound, alphas: list[torch.Tensor], betas: list[torch.Tensor], iters: int, lr: float,
+            deadline: float | None = None, record=None) -> torch.Tensor:
+    """The best of ``bound()`` over projected Adam steps on ``alphas`` (kept in [0, 1]) and
+    ``betas`` (kept >= 0), where every value is sound; ``record(lb, best)`` sees each iterate
+    before ``best`` takes it. Stops early at ``deadline`` (``time.monotonic()``)."""
+    with torch.no_grad():
+        best = bound()
+    if not alphas and not betas:
+        return best
+    opt = torch.optim.Adam([*alphas, *betas], lr=lr)
+    for step in range(iters + 1):
+        last = step == iters or (deadline is not None and time.monotonic() >= deadline)
+        with torch.set_grad_enabled(not last):
+            lb = bound()
+        with torch.no_grad():
+            if record is not None:
+                record(lb, best)
+            best = torch.maximum(best, lb)
+        if last:
+            return best
+        opt.zero_grad()
+        (-lb.sum()).backward()
+        opt.step()
+        with torch.no_grad():
+            for a in alphas:
+                a.clamp_(0.0, 1.0)
+            for b in betas:
+                b.clamp_(min=0.0)
+    return best
 
 
 def optimised_intermediate_bounds(
@@ -147,23 +156,8 @@ def optimised_intermediate_bounds(
         lam = torch.cat([eye, -eye]).unsqueeze(0).expand(B, 2 * m, n)
         alpha = {j: _relax(*pre[j])[2].unsqueeze(1).expand(B, 2 * m, pre[j][0].shape[1]).clone().requires_grad_(True)
                  for j in range(k) if net.relu[j]}
-        with torch.no_grad():
-            best = _backward(net, lam, k, pre, lo, hi, alpha=alpha)[0]
-        opt = torch.optim.Adam(list(alpha.values()), lr=lr)
-        for _ in range(iters):
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            lb = _backward(net, lam, k, pre, lo, hi, alpha=alpha)[0]
-            with torch.no_grad():
-                best = torch.maximum(best, lb)
-            opt.zero_grad()
-            (-lb.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for a in alpha.values():
-                    a.clamp_(0.0, 1.0)
-        with torch.no_grad():
-            best = torch.maximum(best, _backward(net, lam, k, pre, lo, hi, alpha=alpha)[0])
+        best = _ascend(lambda: _backward(net, lam, k, pre, lo, hi, alpha=alpha)[0], list(alpha.values()), [],
+                       iters, lr, deadline)
         l, u = l.clone(), u.clone()
         l[:, idx] = torch.maximum(l[:, idx], best[:, :m])
         u[:, idx] = torch.minimum(u[:, idx], -best[:, m:])

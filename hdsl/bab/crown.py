@@ -141,6 +141,21 @@ def forward_bounds(net: TorchNet, lo: torch.Tensor, hi: torch.Tensor, fixed=None
     return pre
 
 
+def _tighten_unstable(net: TorchNet, k: int, pre, lo, hi, l: torch.Tensor, u: torch.Tensor):
+    """Valid bounds ``(l, u)`` of layer ``k`` with CROWN's intersected in at the neurons some box
+    finds unstable (new tensors; ``pre`` holds the layers before ``k``)."""
+    l, u = l.clone(), u.clone()
+    idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
+    if idx.numel():
+        n = net.W[k].shape[0]
+        eye = torch.eye(n, dtype=DTYPE)[idx]
+        lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
+        lb, _ = _backward(net, lam, k, pre, lo, hi)
+        l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
+        u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
+    return l, u
+
+
 def crown(
     net: TorchNet,
     lo: torch.Tensor,
@@ -183,29 +198,11 @@ def crown(
             l, u = mid - rad, mid + rad
         elif fwd is not None:
             # Hybrid: forward bounds everywhere, CROWN only for neurons some box finds unstable.
-            l, u = fwd[k]
-            if net.relu[k]:
-                l, u = l.clone(), u.clone()
-                idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
-                if idx.numel():
-                    n = net.W[k].shape[0]
-                    eye = torch.eye(n, dtype=DTYPE)[idx]
-                    lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
-                    lb, _ = _backward(net, lam, k, pre, lo, hi)
-                    l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
-                    u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
+            l, u = _tighten_unstable(net, k, pre, lo, hi, *fwd[k]) if net.relu[k] else fwd[k]
         elif reuse is not None and k < len(reuse) and net.relu[k]:
             # Valid bounds are known: a neuron stable in them stays stable, and a stable ReLU's
             # relaxation does not depend on its bounds, so only the unstable ones are recomputed.
-            l, u = reuse[k][0].clone(), reuse[k][1].clone()
-            idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
-            if idx.numel():
-                n = net.W[k].shape[0]
-                eye = torch.eye(n, dtype=DTYPE)[idx]
-                lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
-                lb, _ = _backward(net, lam, k, pre, lo, hi)
-                l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
-                u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
+            l, u = _tighten_unstable(net, k, pre, lo, hi, *reuse[k])
         else:
             n = net.W[k].shape[0]
             eye = torch.eye(n, dtype=DTYPE)
