@@ -137,9 +137,8 @@ def test_optimised_intermediate_bounds_contain_sampled_points_and_never_loosen(s
             assert np.all(z >= tight[k][0][b].numpy() - 1e-9) and np.all(z <= tight[k][1][b].numpy() + 1e-9)
 
 
-def test_optimised_intermediate_bounds_tighten_a_deep_net():
-    from hdsl.bab.beta import optimised_intermediate_bounds
-
+def _deep_root():
+    """A 4-32-32-32-3 ReLU net on [-1, 1]^4 and its CROWN intermediate bounds."""
     rng = np.random.default_rng(3)
     sizes = [4, 32, 32, 32, 3]
     net = PwlNet(tuple(
@@ -149,6 +148,13 @@ def test_optimised_intermediate_bounds_tighten_a_deep_net():
     lo_t, hi_t = torch.full((1, 4), -1.0, dtype=torch.float64), torch.full((1, 4), 1.0, dtype=torch.float64)
     with torch.no_grad():
         pre = crown(tn, lo_t, hi_t, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)).pre
+    return tn, lo_t, hi_t, pre
+
+
+def test_optimised_intermediate_bounds_tighten_a_deep_net():
+    from hdsl.bab.beta import optimised_intermediate_bounds
+
+    tn, lo_t, hi_t, pre = _deep_root()
     tight = optimised_intermediate_bounds(tn, lo_t, hi_t, pre, iters=20)
     width = lambda b: float(sum((u - l).sum() for l, u in b[1:3]))  # noqa: E731
     assert width(tight) < 0.8 * width(pre)  # 0.65 when written
@@ -159,14 +165,6 @@ def test_optimised_intermediate_bounds_stop_at_the_deadline():
 
     from hdsl.bab.beta import optimised_intermediate_bounds
 
-    rng = np.random.default_rng(3)
-    sizes = [4, 32, 32, 32, 3]
-    net = PwlNet(tuple(
-        Layer(rng.normal(size=(o, i)).astype(F32) / np.sqrt(i), rng.normal(size=o).astype(F32) * 0.1, k < 3)
-        for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))))
-    tn = TorchNet.of(net)
-    lo_t, hi_t = torch.full((1, 4), -1.0, dtype=torch.float64), torch.full((1, 4), 1.0, dtype=torch.float64)
-    with torch.no_grad():
-        pre = crown(tn, lo_t, hi_t, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)).pre
+    tn, lo_t, hi_t, pre = _deep_root()
     same = optimised_intermediate_bounds(tn, lo_t, hi_t, pre, iters=20, deadline=time.monotonic() - 1.0)
     assert all(torch.equal(a, b) and torch.equal(c, e) for (a, c), (b, e) in zip(pre, same))
