@@ -186,10 +186,15 @@ def relu_split(
             for sign in (-1, 1):
                 fx = {k: v.copy() for k, v in dm[1].items()}
                 fx.setdefault(best_k, np.zeros(widths[best_k], np.int8))[best_j] = sign
-                queue.append((dm[0], fx, pre_i, best_k + 1, excl[i].copy(), dm[5] + 1, warm[i]))
+                # warm starts cost R x (relu neurons) floats a parent: none once the queue is long
+                queue.append((dm[0], fx, pre_i, best_k + 1, excl[i].copy(), dm[5] + 1,
+                              warm[i] if len(queue) < WARM_MAX_DOMAINS else None))
         if time.monotonic() >= deadline:
             return BabOutcome("timeout", stats=_fin(stats, t0), message=f"{len(queue)} domains open")
     return BabOutcome("proved", stats=_fin(stats, t0))
+
+
+WARM_MAX_DOMAINS = 20_000
 
 
 def _warm_start(parents: list, pre) -> tuple[dict, dict] | None:
