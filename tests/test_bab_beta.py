@@ -68,6 +68,10 @@ def test_beta_bounds_are_sound_on_the_split_domain_and_tighter_than_crown(seed, 
     warm = [optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=5, init=init)[0].detach().numpy()[0]
             for init in (final, wild)]
     assert np.all(warm[0] >= lb - 1e-9)  # the parent's optimum is where the child starts
+    blank = ({j: torch.full_like(a, float("nan")) for j, a in final[0].items()},
+             {j: torch.full_like(b, float("nan")) for j, b in final[1].items()})
+    assert np.allclose(optimised_row_bounds(tn, lo_t, hi_t, C, d, out.pre, fixed, iters=30, init=blank)[0]
+                       .detach().numpy()[0], lb)  # NaN entries start where no init starts
     if not empty:
         vals = net.forward(xs[keep]) @ C.numpy().T
         for bound in (lb, *warm):

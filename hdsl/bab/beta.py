@@ -50,7 +50,7 @@ def optimised_row_bounds(
     the splits); ``fixed[l]`` (B, n_l) in {-1, 0, +1} the splits, each a
     constraint ``fixed * z >= 0``. ``init`` gives starting values for some
     layers' α and β (any values are sound once projected onto α in [0, 1] and
-    β >= 0); the others start at CROWN's slopes and at zero.
+    β >= 0); the other layers, and NaN entries, start at CROWN's slopes and at zero.
     """
     B, R = lo.shape[0], C.shape[-2]
     Cb = C.unsqueeze(0).expand(B, *C.shape) if C.dim() == 2 else C
@@ -61,14 +61,16 @@ def optimised_row_bounds(
             continue
         l, u = pre[j]
         _, _, s_lo = _relax(l, u)
+        crown_slopes = s_lo.unsqueeze(1).expand(B, R, l.shape[1])
         a = alpha0.get(j)
-        a = s_lo.unsqueeze(1).expand(B, R, l.shape[1]) if a is None else a.to(l.dtype).clamp(0.0, 1.0)
+        a = crown_slopes if a is None else torch.where(torch.isnan(a), crown_slopes, a.to(l.dtype).clamp(0.0, 1.0))
         alpha[j] = a.clone().requires_grad_(True)
         f = fixed[j] if fixed is not None else None
         if f is not None and bool((f != 0).any()):
             sign[j] = f.to(l.dtype).unsqueeze(1)
             b = beta0.get(j)
-            b = torch.zeros(B, R, l.shape[1], dtype=l.dtype) if b is None else b.to(l.dtype).clamp(min=0.0)
+            b = torch.zeros(B, R, l.shape[1], dtype=l.dtype) if b is None else \
+                torch.nan_to_num(b.to(l.dtype), nan=0.0).clamp(min=0.0)
             beta[j] = b.clone().requires_grad_(True)
         else:
             beta[j], sign[j] = None, None

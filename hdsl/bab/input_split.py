@@ -35,7 +35,7 @@ import torch
 from hdsl.bab.beta import exclude_open
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
-from hdsl.bab.crown import TorchNet, _relax, crown
+from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.fperr import interval_gradients
@@ -224,7 +224,7 @@ def input_split(
                     if warm_q is None and len(lo_q) <= WARM_MAX_QUEUE:
                         warm_q = np.full((len(lo_q), warm.shape[1]), np.nan, dtype=np.float32)
                 best = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters,
-                                    init=_alpha_init(warm[o], slots, [(l[o], u[o]) for l, u in out.pre]))
+                                    init=_alpha_init(warm[o], slots))
                 warm[o] = np.concatenate([best[0][j].reshape(len(o), -1).float().numpy() for j, _ in slots], axis=1)
                 open_ = ~excl.all(axis=1)
             if not open_.any():
@@ -331,15 +331,13 @@ def input_split(
 WARM_MAX_QUEUE = 100_000
 
 
-def _alpha_init(warm: np.ndarray, slots, pre) -> tuple[dict, dict]:
-    """Unflatten stored slopes ``(B, R * sum n_j)`` per relu layer; NaN entries get CROWN's slopes."""
+def _alpha_init(warm: np.ndarray, slots) -> tuple[dict, dict]:
+    """Unflatten stored slopes ``(B, R * sum n_j)`` per relu layer (NaN: CROWN's, see ``beta``)."""
     alpha, at = {}, 0
     B = warm.shape[0]
     R = warm.shape[1] // sum(w for _, w in slots)
     for j, w in slots:
-        a = torch.as_tensor(warm[:, at : at + R * w].reshape(B, R, w), dtype=torch.float64)
-        crown_slopes = _relax(*pre[j])[2].unsqueeze(1).expand(B, R, w)
-        alpha[j] = torch.where(torch.isnan(a), crown_slopes, a)
+        alpha[j] = torch.as_tensor(warm[:, at : at + R * w].reshape(B, R, w), dtype=torch.float64)
         at += R * w
     return alpha, {}
 

@@ -27,7 +27,7 @@ import torch
 
 from hdsl.bab.beta import exclude_open, optimised_intermediate_bounds
 from hdsl.bab.common import BabOutcome, batch_slack
-from hdsl.bab.crown import TorchNet, _relax, crown
+from hdsl.bab.crown import TorchNet, crown
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.net import PwlNet
@@ -118,7 +118,7 @@ def relu_split(
             # starting from the values that gave their parents' best bounds (α,β-CROWN's warm start).
             o = np.nonzero(open_)[0]
             final = exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters,
-                                 init=_warm_start([doms[i][6] for i in o], [(l[o], u[o]) for l, u in out.pre]))
+                                 init=_warm_start([doms[i][6] for i in o]))
             for pos, i in enumerate(o):
                 warm[i] = ({j: a[pos].float() for j, a in final[0].items()},
                            {j: b[pos].float() for j, b in final[1].items()})
@@ -197,21 +197,14 @@ def relu_split(
 WARM_MAX_DOMAINS = 20_000
 
 
-def _warm_start(parents: list, pre) -> tuple[dict, dict] | None:
-    """Stacked starting (α, β) for a batch: each domain its parent's, CROWN's slopes and 0 where none."""
+def _warm_start(parents: list) -> tuple[dict, dict] | None:
+    """Stacked starting (α, β) for a batch: each domain its parent's, NaN (CROWN's slopes, β 0) where none."""
     if all(p is None for p in parents):
         return None
-    alpha, beta = {}, {}
-    for j in {j for p in parents if p is not None for j in p[0]}:
-        alpha[j] = torch.stack([p[0][j].double() if p is not None else
-                                _relax(*[t[i] for t in pre[j]])[2].expand_as(_ref(parents, 0, j))
-                                for i, p in enumerate(parents)])
-    for j in {j for p in parents if p is not None for j in p[1]}:
-        ref = _ref(parents, 1, j)
-        beta[j] = torch.stack([p[1][j].double() if p is not None and j in p[1] else
-                               torch.zeros(ref.shape, dtype=torch.float64) for p in parents])
-    return alpha, beta
-
-
-def _ref(parents, which: int, j: int) -> torch.Tensor:
-    return next(p[which][j] for p in parents if p is not None and j in p[which])
+    out: tuple[dict, dict] = ({}, {})
+    for which, stacked in enumerate(out):
+        for j in {j for p in parents if p is not None for j in p[which]}:
+            ref = next(p[which][j] for p in parents if p is not None and j in p[which])
+            stacked[j] = torch.stack([p[which][j].double() if p is not None and j in p[which] else
+                                      torch.full(ref.shape, float("nan"), dtype=torch.float64) for p in parents])
+    return out
