@@ -179,10 +179,10 @@ def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre,
     """
     o = np.nonzero(open_)[0]
     ot = torch.as_tensor(o)
-    lb_o, final = optimised_row_bounds(
+    lb_o, kept = optimised_row_bounds(
         net, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
         None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters, init=init)
     lb_o = lb_o.numpy()
     lb[o] = np.maximum(lb[o], lb_o)
     excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
-    return final
+    return kept

@@ -223,9 +223,9 @@ def input_split(
                     warm = np.full((len(lo), C.shape[0] * sum(w for _, w in slots)), np.nan, dtype=np.float32)
                     if warm_q is None and len(lo_q) <= WARM_MAX_QUEUE:
                         warm_q = np.full((len(lo_q), warm.shape[1]), np.nan, dtype=np.float32)
-                best = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters,
-                                    init=_alpha_init(warm[o], slots))
-                warm[o] = np.concatenate([best[0][j].reshape(len(o), -1).float().numpy() for j, _ in slots], axis=1)
+                slopes, _ = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters,
+                                         init=_alpha_init(warm[o], slots))
+                warm[o] = np.concatenate([slopes[j].reshape(len(o), -1).float().numpy() for j, _ in slots], axis=1)
                 open_ = ~excl.all(axis=1)
             if not open_.any():
                 break

@@ -117,11 +117,11 @@ def relu_split(
             # α slopes and β multipliers of the splits on the rows of the domains CROWN left open,
             # starting from the values that gave their parents' best bounds (α,β-CROWN's warm start).
             o = np.nonzero(open_)[0]
-            final = exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters,
+            kept = exclude_open(rows, tn, lo, hi, C, d, out.pre, fixed, open_, lb, excl, slack, opt_iters,
                                  init=_warm_start([doms[i][6] for i in o]))
             for pos, i in enumerate(o):
-                warm[i] = ({j: a[pos].float() for j, a in final[0].items()},
-                           {j: b[pos].float() for j, b in final[1].items()})
+                warm[i] = ({j: a[pos].float() for j, a in kept[0].items()},
+                           {j: b[pos].float() for j, b in kept[1].items()})
             stats["optimised"] += int(open_.sum())
             open_ = ~excl.all(axis=1) & ~empty
         if not open_.any():
