@@ -39,6 +39,17 @@ def argmax_in(S, n=4):
         for k in range(n) if k not in S))
 
 
+def random_query(tmp_path, name: str, rng, hidden, S, radius):
+    """A random net saved as ONNX, an L∞ box around a random centre and ``argmax in S`` on it."""
+    net = random_net(rng, hidden)
+    path = str(tmp_path / f"{name}.onnx")
+    to_onnx(net, path)
+    c = rng.uniform(-1, 1, size=2)
+    lo, hi = c - radius, c + radius
+    spec = argmax_in(S)
+    return net, lo, hi, spec, ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(lo), tuple(hi)), spec, "p")
+
+
 def grid_min_margin(net: PwlNet, spec: ir.OutputSpec, lo, hi, n=201):
     g = np.stack(np.meshgrid(*(np.linspace(a, b, n) for a, b in zip(lo, hi))), -1).reshape(-1, 2)
     g = np.clip(g.astype(F32), lo, hi)
@@ -50,14 +61,7 @@ def grid_min_margin(net: PwlNet, spec: ir.OutputSpec, lo, hi, n=201):
 @given(seed=st.integers(0, 1_000_000), hidden=st.sampled_from([(6,), (8,), (5, 5)]),
        S=st.sampled_from([(0,), (1,), (0, 1), (1, 2, 3)]), radius=st.floats(0.05, 1.0))
 def test_methods_agree_with_each_other_and_the_grid(tmp_path, seed, hidden, S, radius):
-    rng = np.random.default_rng(seed)
-    net = random_net(rng, hidden)
-    path = str(tmp_path / f"n{seed}.onnx")
-    to_onnx(net, path)
-    c = rng.uniform(-1, 1, size=2)
-    lo, hi = c - radius, c + radius
-    spec = argmax_in(S)
-    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(lo), tuple(hi)), spec, "p")
+    net, lo, hi, spec, q = random_query(tmp_path, f"n{seed}", np.random.default_rng(seed), hidden, S, radius)
     results = {
         "z3": Z3Backend().run(q, Budget.seconds(60)),
         "input": BabBackend(mode="input").run(q, Budget.seconds(30)),
@@ -104,14 +108,7 @@ def test_input_split_with_warm_started_alpha_agrees_with_z3(tmp_path, seed, S, r
     from hdsl.bab.input_split import input_split
     from hdsl.exact.query import prepare
 
-    rng = np.random.default_rng(seed)
-    net = random_net(rng, (6, 6))
-    path = str(tmp_path / f"w{seed}.onnx")
-    to_onnx(net, path)
-    c = rng.uniform(-1, 1, size=2)
-    lo, hi = c - radius, c + radius
-    spec = argmax_in(S)
-    q = ir.Query("q", ir.Network("n", path, (2,)), ir.Box(tuple(lo), tuple(hi)), spec, "p")
+    net, lo, hi, spec, q = random_query(tmp_path, f"w{seed}", np.random.default_rng(seed), (6, 6), S, radius)
     prep = prepare(q)
     out = input_split(prep.net, prep.rows, prep.boxes, prep.replay, time.monotonic() + 30, use_z3=False,
                       pattern_unstable=0, alpha_after_s=0.0)
