@@ -52,8 +52,26 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 @app.callback()
-def _root() -> None:
+def _root(device: str = typer.Option(
+        "", "--device", metavar="DEVICE",
+        help="where bound propagation, branch and bound and the level bounds run: cpu, cuda or cuda:N "
+             "(default: CUDA when available)")) -> None:
     """Specify and verify neural networks: hierarchical robustness, XAI faithfulness, causal alignment."""
+    if device:
+        import os
+        import re
+
+        from hdsl.bounds import DEVICE_ENV  # noqa: PLC0415 - torch only when asked for
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise typer.BadParameter(f"{device!r}: use cpu, cuda or cuda:N", param_hint="--device")
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise typer.BadParameter("torch sees no CUDA device on this machine; use --device cpu",
+                                         param_hint="--device")
+        os.environ[DEVICE_ENV] = device  # worker processes inherit it
 
 
 @app.command()

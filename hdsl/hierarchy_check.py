@@ -179,7 +179,7 @@ class HierarchyChecker:
                  methods: Sequence[str] = METHODS, attack: bool = True,
                  attack_steps: int = 25, attack_restarts: int = 2,
                  lambda_steps: int = 25, split_timeout: float = 10.0,
-                 seed: int = 0, max_boxes: int = 20000, graph=None):
+                 seed: int = 0, max_boxes: int = 20000, graph=None, device=None):
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
@@ -193,6 +193,8 @@ class HierarchyChecker:
         self.split_timeout = split_timeout
         self.seed = seed
         self._graph = graph
+        self.device = device  # of the level bounds and splitting; None: hdsl.bounds.default_device()
+        self._seq = None
         self._box: tuple[np.ndarray, np.ndarray] | None = None
         self._bounder = None
         self.n_classes = len(hierarchy.classes) if hierarchy is not None else int(network.num_outputs or 0)
@@ -214,6 +216,14 @@ class HierarchyChecker:
                 g = g.with_normalization(mean or (0.0,) * k, std or (1.0,) * k)
             self._graph = g
         return self._graph
+
+    def seq_net(self):
+        """The float64 chain the level bounds run on (raises ``Unsupported`` for other graphs)."""
+        if self._seq is None:
+            from hdsl.bounds.disjunction import SeqNet
+
+            self._seq = SeqNet.of(self.graph, self.device)
+        return self._seq
 
     def domain(self) -> tuple[float, float]:
         return self.network.input_range or (-math.inf, math.inf)
@@ -399,14 +409,14 @@ class HierarchyChecker:
 
     def _stage_bounds(self, states, lo, hi, label) -> None:
         """One CROWN pass over all pair differences, then λ for what stays open."""
-        from hdsl.bounds.disjunction import Bounder, SeqNet, Unsupported, level_bounds
+        from hdsl.bounds.disjunction import Bounder, Unsupported, level_bounds
 
         t = time.perf_counter()
         open_states = [s for s in states if not s.decided]
         try:
             key = (lo.tobytes(), hi.tobytes())
             if self._bounder is None or self._bounder[0] != key:  # levels of one input share the CROWN pass
-                self._bounder = (key, Bounder(SeqNet.of(self.graph), lo, hi))
+                self._bounder = (key, Bounder(self.seq_net(), lo, hi))
             b = self._bounder[1]
             outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
                                    use_pairs="pairs" in self.methods, use_lambda=False, bounder=b)
@@ -478,7 +488,7 @@ class HierarchyChecker:
         if method == "split":
             from hdsl.bab.backend import BabBackend
 
-            be = BabBackend(use_z3=False)
+            be = BabBackend(use_z3=False, device=self.device)
         else:
             from hdsl.backends.z3 import Z3Backend
 
@@ -494,10 +504,10 @@ class HierarchyChecker:
     def _input_split(self, lo, hi, classes, outside, deadline):
         """Bisect the input box (widest side first) until every sub-box is settled by the
         per-pair CROWN test; a sub-box centre that violates the level is replayed as a counterexample."""
-        from hdsl.bounds.disjunction import Bounder, SeqNet, Unsupported, level_bounds
+        from hdsl.bounds.disjunction import Bounder, Unsupported, level_bounds
 
         try:
-            seq = SeqNet.of(self.graph)
+            seq = self.seq_net()
         except Unsupported as exc:
             return Verdict.UNKNOWN, None, f"split: {exc}"
         stack = [(np.asarray(lo, np.float64), np.asarray(hi, np.float64))]

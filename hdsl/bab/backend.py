@@ -1,7 +1,9 @@
 """The branch-and-bound backend ("bab"): input splitting or ReLU splitting, Z3 at the leaves.
 
 Input splitting when the input has at most ``INPUT_SPLIT_MAX_DIM`` values
-(α,β-CROWN's advice is "below about 20"), ReLU splitting otherwise. The
+(α,β-CROWN's advice is "below about 20"), ReLU splitting otherwise. Bounds run
+on ``device`` (CUDA when available, like ``hdsl.bounds``); the domains, the
+float32 rounding bounds and the exact leaves stay on the CPU. The
 result's stage is ``"bab"``, or ``"z3"`` when an exact leaf produced the
 counterexample.
 """
@@ -21,11 +23,12 @@ class BabBackend:
     name = "bab"
     required_modules = ("z3", "torch", "onnx", "onnxruntime")
 
-    def __init__(self, mode: str = "auto", use_z3: bool = True):
+    def __init__(self, mode: str = "auto", use_z3: bool = True, device=None):
         if mode not in ("auto", "input", "relu"):
             raise ValueError("mode must be auto, input or relu")
         self.mode = mode
         self.use_z3 = use_z3
+        self.device = device  # None: hdsl.bounds.default_device() ($HDSL_DEVICE, else CUDA when available)
 
     def supports(self, query: ir.Query) -> bool:
         from hdsl.backends.z3 import Z3Backend
@@ -37,6 +40,7 @@ class BabBackend:
 
         from hdsl.bab.input_split import input_split
         from hdsl.bab.relu_split import relu_split
+        from hdsl.bounds import default_device
         from hdsl.exact.query import prepare
 
         t0 = time.monotonic()
@@ -48,7 +52,8 @@ class BabBackend:
         # The searches' numpy products are small (a batch of boxes by one layer): BLAS threads only
         # contend with torch's and with other processes (10x slower rounding bounds on a busy 2-core machine).
         with threadpool_limits(limits=1, user_api="blas"):
-            out = search(prep.net, prep.rows, prep.boxes, prep.replay, budget.deadline, use_z3=self.use_z3)
+            out = search(prep.net, prep.rows, prep.boxes, prep.replay, budget.deadline, use_z3=self.use_z3,
+                         device=self.device if self.device is not None else default_device())
         verdict = {
             "proved": Verdict.PROVED,
             "falsified": Verdict.FALSIFIED,

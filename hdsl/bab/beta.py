@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from hdsl.bab.crown import TorchNet, _backward, _relax
+from hdsl.bab.crown import TorchNet, _backward, _relax, to_numpy
 
 
 def _bound(net: TorchNet, C: torch.Tensor, pre, lo, hi, alpha, beta, sign):
@@ -63,14 +63,14 @@ def optimised_row_bounds(
         _, _, s_lo = _relax(l, u)
         crown_slopes = s_lo.unsqueeze(1).expand(B, R, l.shape[1])
         a = alpha0.get(j)
-        a = crown_slopes if a is None else torch.where(torch.isnan(a), crown_slopes, a.to(l.dtype).clamp(0.0, 1.0))
+        a = crown_slopes if a is None else torch.where(torch.isnan(a), crown_slopes, a.to(l.device, l.dtype).clamp(0.0, 1.0))
         alpha[j] = a.clone().requires_grad_(True)
         f = fixed[j] if fixed is not None else None
         if f is not None and bool((f != 0).any()):
             sign[j] = f.to(l.dtype).unsqueeze(1)
             b = beta0.get(j)
-            b = torch.zeros(B, R, l.shape[1], dtype=l.dtype) if b is None else \
-                torch.nan_to_num(b.to(l.dtype), nan=0.0).clamp(min=0.0)
+            b = torch.zeros(B, R, l.shape[1], dtype=l.dtype, device=l.device) if b is None else \
+                torch.nan_to_num(b.to(l.device, l.dtype), nan=0.0).clamp(min=0.0)
             beta[j] = b.clone().requires_grad_(True)
         else:
             beta[j], sign[j] = None, None
@@ -154,7 +154,7 @@ def optimised_intermediate_bounds(
         if idx.numel() == 0:
             continue
         m, n = idx.numel(), l.shape[1]
-        eye = torch.eye(n, dtype=l.dtype)[idx]
+        eye = torch.eye(n, dtype=l.dtype, device=l.device)[idx]
         lam = torch.cat([eye, -eye]).unsqueeze(0).expand(B, 2 * m, n)
         alpha = {j: _relax(*pre[j])[2].unsqueeze(1).expand(B, 2 * m, pre[j][0].shape[1]).clone().requires_grad_(True)
                  for j in range(k) if net.relu[j]}
@@ -178,11 +178,11 @@ def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre,
     best α and β are returned, one row per open node.
     """
     o = np.nonzero(open_)[0]
-    ot = torch.as_tensor(o)
+    ot = torch.as_tensor(o, device=net.device)
     lb_o, kept = optimised_row_bounds(
-        net, torch.as_tensor(lo[o]), torch.as_tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
+        net, net.tensor(lo[o]), net.tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
         None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters, init=init)
-    lb_o = lb_o.numpy()
+    lb_o = to_numpy(lb_o)
     lb[o] = np.maximum(lb[o], lb_o)
     excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
     return kept

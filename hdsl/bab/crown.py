@@ -28,17 +28,27 @@ DTYPE = torch.float64
 
 @dataclass
 class TorchNet:
+    """The network's float64 parameters on one device; the searches keep their domains in numpy
+    and move each batch here with ``tensor`` and back with ``to_numpy``."""
+
     W: list[torch.Tensor]
     b: list[torch.Tensor]
     relu: list[bool]
+    device: torch.device = torch.device("cpu")
 
     @classmethod
-    def of(cls, net: PwlNet) -> "TorchNet":
+    def of(cls, net: PwlNet, device=None) -> "TorchNet":
+        device = torch.device(device if device is not None else "cpu")
         return cls(
-            [torch.as_tensor(np.asarray(l.weight, dtype=np.float64)) for l in net.layers],
-            [torch.as_tensor(np.asarray(l.bias, dtype=np.float64)) for l in net.layers],
+            [torch.as_tensor(np.asarray(l.weight, dtype=np.float64), device=device) for l in net.layers],
+            [torch.as_tensor(np.asarray(l.bias, dtype=np.float64), device=device) for l in net.layers],
             [l.relu for l in net.layers],
+            device,
         )
+
+    def tensor(self, a, dtype=DTYPE) -> torch.Tensor:
+        """``a`` (numpy or torch) as a tensor on this net's device."""
+        return torch.as_tensor(a, dtype=dtype, device=self.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -55,6 +65,11 @@ class CrownOut:
     coef: torch.Tensor  # (B, R, n_in) their linear coefficients on the input
     pre: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (B, n_l) pre-activation bounds
     lam: list[torch.Tensor | None]  # per layer: (B, R, n_l) row coefficients at relu inputs (relu layers)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array, from any device."""
+    return t.detach().cpu().numpy()
 
 
 def _relax(l: torch.Tensor, u: torch.Tensor):
@@ -115,8 +130,8 @@ def forward_bounds(net: TorchNet, lo: torch.Tensor, hi: torch.Tensor, fixed=None
     B, n_in = lo.shape
     c, r = (lo + hi) / 2, (hi - lo) / 2
     # Linear functions stored as (coef (B, n, n_in), const (B, n)); input: identity.
-    eye = torch.eye(n_in, dtype=DTYPE).expand(B, n_in, n_in)
-    Lc, Lk = eye, torch.zeros(B, n_in, dtype=DTYPE)
+    eye = torch.eye(n_in, dtype=DTYPE, device=lo.device).expand(B, n_in, n_in)
+    Lc, Lk = eye, torch.zeros(B, n_in, dtype=DTYPE, device=lo.device)
     Uc, Uk = eye, Lk
     pre = []
     for k in range(len(net.W)):
@@ -148,7 +163,7 @@ def _tighten_unstable(net: TorchNet, k: int, pre, lo, hi, l: torch.Tensor, u: to
     idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
     if idx.numel():
         n = net.W[k].shape[0]
-        eye = torch.eye(n, dtype=DTYPE)[idx]
+        eye = torch.eye(n, dtype=DTYPE, device=lo.device)[idx]
         lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
         lb, _ = _backward(net, lam, k, pre, lo, hi)
         l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
@@ -205,7 +220,7 @@ def crown(
             l, u = _tighten_unstable(net, k, pre, lo, hi, *reuse[k])
         else:
             n = net.W[k].shape[0]
-            eye = torch.eye(n, dtype=DTYPE)
+            eye = torch.eye(n, dtype=DTYPE, device=lo.device)
             lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * n, n)
             lb, _ = _backward(net, lam, k, pre, lo, hi)
             l, u = lb[:, :n], -lb[:, n:]

@@ -35,7 +35,7 @@ import torch
 from hdsl.bab.beta import exclude_open
 from hdsl.bab.common import BabOutcome, batch_slack
 from hdsl.bab.conjunction import exclude_by_combination
-from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.crown import TorchNet, crown, to_numpy
 from hdsl.bab.patterns import prove_by_patterns
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.fperr import interval_gradients
@@ -107,11 +107,11 @@ def local_attack(tn: TorchNet, rows: SpecRows, starts: np.ndarray, disjunct: np.
     """
     if len(starts) == 0:
         return starts
-    A = torch.as_tensor(rows.A)
-    d = torch.as_tensor(rows.d)
-    member = torch.as_tensor(rows.disjunct[None, :] == disjunct[:, None])  # (N, R)
-    lo_t, hi_t = torch.as_tensor(lo), torch.as_tensor(hi)
-    x = torch.as_tensor(starts).clone()
+    A = tn.tensor(rows.A)
+    d = tn.tensor(rows.d)
+    member = tn.tensor(rows.disjunct[None, :] == disjunct[:, None], torch.bool)  # (N, R)
+    lo_t, hi_t = tn.tensor(lo), tn.tensor(hi)
+    x = tn.tensor(starts).clone()
     step = (hi_t - lo_t) / 4
     for _ in range(steps):
         x.requires_grad_(True)
@@ -121,7 +121,7 @@ def local_attack(tn: TorchNet, rows: SpecRows, starts: np.ndarray, disjunct: np.
         with torch.no_grad():
             x = torch.minimum(torch.maximum(x - step * g.sign(), lo_t), hi_t)
         step = step * 0.7
-    return x.detach().numpy()
+    return to_numpy(x)
 
 
 def try_candidates(net: PwlNet, rows: SpecRows, points: np.ndarray, los, his, replay: Replayer):
@@ -158,13 +158,14 @@ def input_split(
     pattern_unstable: int = 6,
     alpha_iters: int = 5,
     alpha_after_s: float = 2.0,
+    device=None,
 ) -> BabOutcome:
     t0 = time.monotonic()
-    tn = TorchNet.of(net)
+    tn = TorchNet.of(net, device)
     if rows.n_disjuncts == 0:
         return BabOutcome("proved", message="the unsafe set is empty")
-    C = torch.as_tensor(rows.A)
-    d = torch.as_tensor(rows.d)
+    C = tn.tensor(rows.A)
+    d = tn.tensor(rows.d)
     K = rows.n_disjuncts
     conj = combine and bool((np.bincount(rows.disjunct, minlength=K) > 1).any())
     lo_q = np.concatenate([np.atleast_2d(p[0]) for p in parts]).astype(np.float64)
@@ -188,7 +189,7 @@ def input_split(
             return BabOutcome("unknown", stats=_fin(stats, t0), message=_open("too many open boxes", stats))
         n = min(batch, len(lo_q))
         lo, hi, mask, depth = lo_q[-n:], hi_q[-n:], mask_q[-n:], depth_q[-n:]
-        prior = [(torch.as_tensor(a[-n:], dtype=torch.float64), torch.as_tensor(b[-n:], dtype=torch.float64))
+        prior = [(tn.tensor(a[-n:]), tn.tensor(b[-n:]))
                  for a, b in zip(plo_q, phi_q)]
         lo_q, hi_q, mask_q, depth_q = lo_q[:-n], hi_q[:-n], mask_q[:-n], depth_q[:-n]
         plo_q, phi_q = [a[:-n] for a in plo_q], [b[:-n] for b in phi_q]
@@ -207,13 +208,13 @@ def input_split(
             # Cheap forward bounds (intersected with the parent's) first; the boxes they leave
             # open get CROWN intermediate bounds.
             with torch.no_grad():
-                out = crown(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d, intermediate=mode, prior=prior)
-            lb = out.row_lb.numpy()
-            pre_np = [(l.numpy(), u.numpy()) for l, u in out.pre]
+                out = crown(tn, tn.tensor(lo), tn.tensor(hi), C, d, intermediate=mode, prior=prior)
+            lb = to_numpy(out.row_lb)
+            pre_np = [(to_numpy(l), to_numpy(u)) for l, u in out.pre]
             slack = batch_slack(net, rows.A, pre_np, lo, hi)
             excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | mask
             if conj:
-                excl = exclude_by_combination(rows, lb, out.coef.numpy(), slack, lo, hi, excl)
+                excl = exclude_by_combination(rows, lb, to_numpy(out.coef), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
             if alpha_iters > 0 and mode == passes[-1] and open_.any() and time.monotonic() - t0 >= alpha_after_s:
                 # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open, each
@@ -224,8 +225,8 @@ def input_split(
                     if warm_q is None and len(lo_q) <= WARM_MAX_QUEUE:
                         warm_q = np.full((len(lo_q), warm.shape[1]), np.nan, dtype=np.float32)
                 slopes, _ = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, alpha_iters,
-                                         init=_alpha_init(warm[o], slots))
-                warm[o] = np.concatenate([slopes[j].reshape(len(o), -1).float().numpy() for j, _ in slots], axis=1)
+                                         init=_alpha_init(warm[o], slots, tn))
+                warm[o] = np.concatenate([to_numpy(slopes[j].reshape(len(o), -1).float()) for j, _ in slots], axis=1)
                 open_ = ~excl.all(axis=1)
             if not open_.any():
                 break
@@ -233,9 +234,9 @@ def input_split(
             lo, hi, excl, depth, lb, mask = lo[idx], hi[idx], excl[idx], depth[idx], lb[idx], excl[idx]
             warm = None if warm is None else warm[idx]
             slack = slack[idx]
-            coef = out.coef.numpy()[idx]
+            coef = to_numpy(out.coef)[idx]
             pre_np = [(l[idx], u[idx]) for l, u in pre_np]
-            prior = [(torch.as_tensor(l), torch.as_tensor(u)) for l, u in pre_np]
+            prior = [(tn.tensor(l), tn.tensor(u)) for l, u in pre_np]
             unstable = sum((((l < 0) & (u > 0)).sum(axis=1) for (l, u), layer in zip(pre_np, net.layers)
                             if layer.relu), np.zeros(len(lo), dtype=int))
             if mode == "forward" and unstable.max() <= hybrid_min_unstable:
@@ -331,13 +332,13 @@ def input_split(
 WARM_MAX_QUEUE = 100_000
 
 
-def _alpha_init(warm: np.ndarray, slots) -> tuple[dict, dict]:
+def _alpha_init(warm: np.ndarray, slots, tn: TorchNet) -> tuple[dict, dict]:
     """Unflatten stored slopes ``(B, R * sum n_j)`` per relu layer (NaN: CROWN's, see ``beta``)."""
     alpha, at = {}, 0
     B = warm.shape[0]
     R = warm.shape[1] // sum(w for _, w in slots)
     for j, w in slots:
-        alpha[j] = torch.as_tensor(warm[:, at : at + R * w].reshape(B, R, w), dtype=torch.float64)
+        alpha[j] = tn.tensor(warm[:, at : at + R * w].reshape(B, R, w))
         at += R * w
     return alpha, {}
 

@@ -165,8 +165,14 @@ def prove_by_patterns(
 
     ``lo``/``hi`` (B, n), ``pre_np`` per layer ``(B, width)`` bounds valid on
     each box, ``excl`` (B, K) disjuncts already excluded, ``slack`` (B, R) the
-    float32 slack of each row. Returns a bool array over all B boxes.
+    float32 slack of each row. Returns a bool array over all B boxes. Runs on the CPU
+    whatever device the search uses: the LPs are small and built from the search's numpy arrays.
     """
+    with torch.device("cpu"):
+        return _prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, candidates, iters, max_pairs)
+
+
+def _prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, candidates, iters: int, max_pairs: int) -> np.ndarray:
     proved = np.zeros(len(lo), dtype=bool)
     candidates = np.asarray(candidates, dtype=int)
     if len(candidates) == 0 or rows.A.shape[0] == 0:

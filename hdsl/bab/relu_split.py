@@ -27,7 +27,7 @@ import torch
 
 from hdsl.bab.beta import exclude_open, optimised_intermediate_bounds
 from hdsl.bab.common import BabOutcome, batch_slack
-from hdsl.bab.crown import TorchNet, crown
+from hdsl.bab.crown import TorchNet, crown, to_numpy
 from hdsl.bab.input_split import _best_rows, _fin, sub_rows, try_candidates
 from hdsl.exact.decide import Replayer, decide_exact
 from hdsl.exact.net import PwlNet
@@ -50,12 +50,13 @@ def relu_split(
     opt_iters: int = 20,
     root_iters: int = 20,
     root_share: float = 0.25,
+    device=None,
 ) -> BabOutcome:
     t0 = time.monotonic()
     if rows.n_disjuncts == 0:
         return BabOutcome("proved", message="the unsafe set is empty")
-    tn = TorchNet.of(net)
-    C, d = torch.as_tensor(rows.A), torch.as_tensor(rows.d)
+    tn = TorchNet.of(net, device)
+    C, d = tn.tensor(rows.A), tn.tensor(rows.d)
     L = len(net.layers)
     relu_layers = [k for k in range(L) if net.layers[k].relu]
     widths = [int(l.weight.shape[0]) for l in net.layers]
@@ -65,13 +66,13 @@ def relu_split(
     queue: list[tuple] = [(b, {}, None, 0, np.zeros(rows.n_disjuncts, bool), 0, None) for b in range(len(parts))]
     if optimise and root_iters > 0:
         # The roots' intermediate bounds tightened once by α-CROWN; every domain below intersects with them.
-        lo0 = torch.as_tensor(np.stack([p[0] for p in parts]).astype(np.float64))
-        hi0 = torch.as_tensor(np.stack([p[1] for p in parts]).astype(np.float64))
+        lo0 = tn.tensor(np.stack([p[0] for p in parts]))
+        hi0 = tn.tensor(np.stack([p[1] for p in parts]))
         with torch.no_grad():
             pre0 = crown(tn, lo0, hi0, C, d).pre
         pre0 = optimised_intermediate_bounds(tn, lo0, hi0, pre0, iters=root_iters,
                                              deadline=t0 + root_share * max(0.0, deadline - t0))
-        queue = [(b, {}, [(l[b].numpy(), u[b].numpy()) for l, u in pre0], L, excl, depth, None)
+        queue = [(b, {}, [(to_numpy(l[b]), to_numpy(u[b])) for l, u in pre0], L, excl, depth, None)
                  for b, _, _, _, excl, depth, _ in queue]
     while queue:
         if time.monotonic() >= deadline:
@@ -87,7 +88,7 @@ def relu_split(
         lo = np.stack([parts[dm[0]][0] for dm in doms]).astype(np.float64)
         hi = np.stack([parts[dm[0]][1] for dm in doms]).astype(np.float64)
         fixed = [
-            torch.as_tensor(np.stack([dm[1].get(k, np.zeros(widths[k], np.int8)) for dm in doms]))
+            tn.tensor(np.stack([dm[1].get(k, np.zeros(widths[k], np.int8)) for dm in doms]), torch.int8)
             if net.layers[k].relu else None
             for k in range(L)
         ]
@@ -95,16 +96,16 @@ def relu_split(
         reuse = None
         if all(dm[2] is not None for dm in doms) and start > 0:
             reuse = [
-                (torch.as_tensor(np.stack([dm[2][k][0] for dm in doms])),
-                 torch.as_tensor(np.stack([dm[2][k][1] for dm in doms])))
+                (tn.tensor(np.stack([dm[2][k][0] for dm in doms])),
+                 tn.tensor(np.stack([dm[2][k][1] for dm in doms])))
                 for k in range(L)
             ]
         else:
             start = 0
         with torch.no_grad():
-            out = crown(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d, fixed=fixed, reuse=reuse, start=start)
-        lb = out.row_lb.numpy()
-        pre_np = [(l.numpy(), u.numpy()) for l, u in out.pre]
+            out = crown(tn, tn.tensor(lo), tn.tensor(hi), C, d, fixed=fixed, reuse=reuse, start=start)
+        lb = to_numpy(out.row_lb)
+        pre_np = [(to_numpy(l), to_numpy(u)) for l, u in out.pre]
         empty = np.zeros(n, dtype=bool)
         for l_, u_ in pre_np:
             empty |= (l_ > u_ + 1e-9 * (1 + np.abs(u_))).any(axis=1)
@@ -127,7 +128,7 @@ def relu_split(
         if not open_.any():
             continue
         idx = np.nonzero(open_)[0]
-        coef = out.coef.numpy()
+        coef = to_numpy(out.coef)
         best = _best_rows(rows, lb, excl)
         cands, clo, chi = [], [], []
         for b in best:
@@ -160,7 +161,7 @@ def relu_split(
                 n_unstable += int(unst.sum())
                 if not unst.any() or r < 0 or out.lam[k] is None:
                     continue
-                lam = out.lam[k][i, r].numpy()
+                lam = to_numpy(out.lam[k][i, r])
                 t_up = np.where(unst, -l_ * u_ / np.where(unst, u_ - l_, 1.0), 0.0)
                 score = np.maximum(-lam, 0) * t_up + 0.1 * np.maximum(lam, 0) * np.minimum(u_, -l_) * unst
                 score = np.where(unst, score + 1e-12 * (u_ - l_), -1.0)
@@ -206,5 +207,6 @@ def _warm_start(parents: list) -> tuple[dict, dict] | None:
         for j in {j for p in parents if p is not None for j in p[which]}:
             ref = next(p[which][j] for p in parents if p is not None and j in p[which])
             stacked[j] = torch.stack([p[which][j].double() if p is not None and j in p[which] else
-                                      torch.full(ref.shape, float("nan"), dtype=torch.float64) for p in parents])
+                                      torch.full(ref.shape, float("nan"), dtype=torch.float64, device=ref.device)
+                                      for p in parents])
     return out

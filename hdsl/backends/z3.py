@@ -49,9 +49,10 @@ def box_bounds(net, rows, lo: np.ndarray, hi: np.ndarray):
     from hdsl.bab.crown import TorchNet, crown
 
     A = rows.A if rows.A.size else np.zeros((1, net.output_size))
+    tn = TorchNet.of(net)  # one box: the CPU
     with torch.no_grad():
-        out = crown(TorchNet.of(net), torch.as_tensor(lo).reshape(1, -1), torch.as_tensor(hi).reshape(1, -1),
-                    torch.as_tensor(A), torch.zeros(A.shape[0], dtype=torch.float64))
+        out = crown(tn, tn.tensor(lo).reshape(1, -1), tn.tensor(hi).reshape(1, -1), tn.tensor(A),
+                    tn.tensor(np.zeros(A.shape[0])))
     pre = [(l[0].numpy(), u[0].numpy()) for l, u in out.pre]
     slack = batch_slack(net, rows.A, [(l[None], u[None]) for l, u in pre], lo[None], hi[None])[0]
     return pre, slack

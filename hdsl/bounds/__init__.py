@@ -20,6 +20,7 @@ slopes), ``alpha_spec_lower_bound``, ``init_alphas``.
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -35,7 +36,19 @@ METHODS = ("ibp", "crown", "alpha")
 _PREPARED: dict[tuple[int, str], tuple[Graph, Graph]] = {}
 
 
+#: Environment variable that picks the device of every bound computation (``cpu``, ``cuda``, ``cuda:1``);
+#: ``hdsl check --device`` sets it, so worker processes inherit the choice.
+DEVICE_ENV = "HDSL_DEVICE"
+
+
 def default_device() -> torch.device:
+    """``$HDSL_DEVICE`` when set, else CUDA when available, else the CPU."""
+    chosen = os.environ.get(DEVICE_ENV, "").strip()
+    if chosen:
+        device = torch.device(chosen)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"{DEVICE_ENV}={chosen} asks for CUDA, but torch sees no CUDA device")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -133,4 +146,4 @@ def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", 
 
 __all__ = ["METHODS", "BoundState", "BoundsTimeout", "bound_state", "compute_bounds", "init_alphas", "intermediate_bounds",
            "prepare", "spec_bounds", "spec_lower_bound", "alpha_spec_lower_bound", "optimise_slopes",
-           "default_device"]
+           "default_device", "DEVICE_ENV"]

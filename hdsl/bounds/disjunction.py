@@ -54,10 +54,15 @@ class SeqNet:
 
     nodes: list
     input_shape: tuple[int, ...]
+    device: torch.device = torch.device("cpu")
 
     @classmethod
-    def of(cls, graph) -> "SeqNet":
-        g = graph.to("cpu", DTYPE)
+    def of(cls, graph, device=None) -> "SeqNet":
+        """The chain of ``graph`` in float64 on ``device`` (None: ``hdsl.bounds.default_device()``)."""
+        from hdsl.bounds import default_device
+
+        device = torch.device(device) if device is not None else default_device()
+        g = graph.to(device, DTYPE)
         prev = g.input_name
         nodes = []
         for node in g.nodes[1:]:
@@ -69,7 +74,7 @@ class SeqNet:
             prev = node.name
         if prev != g.output:
             raise Unsupported("the output is not the last node")
-        return cls(nodes, tuple(g.input_shape))
+        return cls(nodes, tuple(g.input_shape), device)
 
 
 def _apply(node, x: torch.Tensor) -> torch.Tensor:
@@ -124,8 +129,9 @@ class Bounder:
         self.net = net
         self.chunk = chunk
         shape = net.input_shape
-        self.lo = torch.as_tensor(np.asarray(lo, np.float64)).reshape(1, *shape)
-        self.hi = torch.as_tensor(np.asarray(hi, np.float64)).reshape(1, *shape)
+        self.device = dev = net.device
+        self.lo = torch.as_tensor(np.asarray(lo, np.float64), device=dev).reshape(1, *shape)
+        self.hi = torch.as_tensor(np.asarray(hi, np.float64), device=dev).reshape(1, *shape)
         # record each node's input shape (the backward pass needs it)
         s = shape
         for node in net.nodes:
@@ -138,7 +144,7 @@ class Bounder:
         self._compute_intermediate()
         n_out = int(np.prod(net.nodes[-1].shape))
         # the bounds already hold for the float32 network; this covers the float64 arithmetic
-        self.out_err = torch.full((n_out,), 1e-9, dtype=DTYPE)
+        self.out_err = torch.full((n_out,), 1e-9, dtype=DTYPE, device=dev)
 
     # ---- intermediate bounds
 
@@ -176,8 +182,8 @@ class Bounder:
         lows, ups = [], []
         for s in range(0, n, self.chunk):
             e = min(n, s + self.chunk)
-            C = torch.zeros((e - s, n), dtype=DTYPE)
-            C[torch.arange(e - s), torch.arange(s, e)] = 1.0
+            C = torch.zeros((e - s, n), dtype=DTYPE, device=self.device)
+            C[torch.arange(e - s, device=self.device), torch.arange(s, e, device=self.device)] = 1.0
             C = C.reshape(e - s, *shape)
             lows.append(self.backward(C, j, None))
             ups.append(-self.backward(-C, j, None))
@@ -192,7 +198,7 @@ class Bounder:
         missing ones use the adaptive choice (1 when ``u > -l``, else 0).
         """
         lam = C
-        const = torch.zeros(C.shape[0], dtype=DTYPE)
+        const = torch.zeros(C.shape[0], dtype=DTYPE, device=C.device)
         for i in range(last, -1, -1):
             node = self.net.nodes[i]
             if node.op == "relu":
@@ -213,7 +219,7 @@ class Bounder:
                 lam = pos * a_lo + neg * s_up
             else:
                 in_shape = node.params["_in_shape"]
-                zero = torch.zeros((1,) + tuple(in_shape), dtype=DTYPE)
+                zero = torch.zeros((1,) + tuple(in_shape), dtype=DTYPE, device=lam.device)
                 bias = _apply(node, zero)[0] - _linear_part(node, zero)[0]
                 const = const + (lam * bias).flatten(1).sum(1)
                 if i in self.delta:
@@ -253,7 +259,7 @@ def _vjp(node, lam: torch.Tensor, in_shape) -> torch.Tensor:
         for dst, src in enumerate([0] + perm):
             inv[src] = dst
         return lam.permute(*inv)
-    x = torch.zeros((lam.shape[0],) + tuple(in_shape), dtype=DTYPE, requires_grad=True)
+    x = torch.zeros((lam.shape[0],) + tuple(in_shape), dtype=DTYPE, device=lam.device, requires_grad=True)
     with torch.enable_grad():
         y = _linear_part(node, x)
         (g,) = torch.autograd.grad(y, x, grad_outputs=lam, create_graph=lam.requires_grad)
@@ -268,7 +274,7 @@ def project_simplex(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     big = torch.where(mask, v, torch.full_like(v, -1e30))
     s, _ = torch.sort(big, dim=1, descending=True)
     cs = s.cumsum(1) - 1
-    k = torch.arange(1, v.shape[1] + 1, dtype=v.dtype)
+    k = torch.arange(1, v.shape[1] + 1, dtype=v.dtype, device=v.device)
     cond = (s - cs / k > 0) & (s > -1e29)
     rho = cond.to(torch.int64).cumsum(1).argmax(1, keepdim=True)
     theta = cs.gather(1, rho) / (rho + 1).to(v.dtype)
@@ -317,11 +323,11 @@ def level_bounds(graph, lo, hi, sets: Sequence[tuple[Sequence[int], Sequence[int
     lb = getattr(b, "_pair_lb", None)
     if lb is None:  # one pass over all pair differences serves every set on this box
         with torch.no_grad():
-            lb = b._pair_lb = b.lower(torch.as_tensor(C))
+            lb = b._pair_lb = b.lower(torch.as_tensor(C, device=b.device))
     row = {p: r for r, p in enumerate(pairs)}
     # certified value of each pair row after the float32 slack
-    slack = torch.tensor([float(err[j] + err[k]) for j, k in pairs], dtype=DTYPE)
-    cert = (lb - slack).numpy()
+    js, ks = (torch.as_tensor(col, device=b.device) for col in zip(*pairs))
+    cert = (lb - (err[js] + err[ks])).cpu().numpy()
     out: list[LevelBound] = []
     todo: list[tuple[int, int, tuple[int, ...], int]] = []  # (set idx, k, S, best witness j)
     per_set: list[dict] = []
@@ -364,20 +370,23 @@ def optimise_lambda(b: Bounder, todo, n: int, steps: int, optimize_alpha: bool,
     """
     P = len(todo)
     m = max(len(S) for _, _, S, _ in todo)
-    mask = torch.zeros((P, m), dtype=torch.bool)
-    idx = torch.zeros((P, m), dtype=torch.int64)
-    lam = torch.zeros((P, m), dtype=DTYPE)
-    ks = torch.tensor([k for _, k, _, _ in todo])
+    mask_np = np.zeros((P, m), dtype=bool)
+    idx_np = np.zeros((P, m), dtype=np.int64)
+    lam_np = np.zeros((P, m))
     for p, (_, k, S, j) in enumerate(todo):
-        mask[p, : len(S)] = True
-        idx[p, : len(S)] = torch.tensor(S)
-        lam[p, j] = 1.0
+        mask_np[p, : len(S)] = True
+        idx_np[p, : len(S)] = S
+        lam_np[p, j] = 1.0
+    dev = b.device
+    mask, idx, lam = (torch.as_tensor(a, device=dev) for a in (mask_np, idx_np, lam_np))
+    ks = torch.as_tensor([k for _, k, _, _ in todo], device=dev)
+    rows_p = torch.arange(P, device=dev)
     err = b.out_err
 
     def rows(lam):
-        C = torch.zeros((P, n), dtype=DTYPE)
+        C = torch.zeros((P, n), dtype=DTYPE, device=dev)
         C = C.scatter_add(1, idx, lam * mask)
-        C[torch.arange(P), ks] -= 1.0
+        C[rows_p, ks] -= 1.0
         return C
 
     def slack(lam):
@@ -389,13 +398,13 @@ def optimise_lambda(b: Bounder, todo, n: int, steps: int, optimize_alpha: bool,
         for i, (l, u) in b.pre.items():
             l, u = l.reshape(-1), u.reshape(-1)
             alpha[i] = (u > -l).to(DTYPE).expand(P, -1).clone().requires_grad_(True)
-    best = torch.full((P,), -math.inf, dtype=DTYPE)
+    best = torch.full((P,), -math.inf, dtype=DTYPE, device=dev)
     lam_best = lam.clone()
     g_best = torch.zeros_like(lam)
     alpha_best = {i: a.detach().clone() for i, a in alpha.items()} if alpha else None
     ga_best = {i: torch.zeros_like(a) for i, a in alpha.items()} if alpha else None
-    step = torch.full((P, 1), 0.5, dtype=DTYPE)
-    astep = torch.full((P, 1), 0.25, dtype=DTYPE)
+    step = torch.full((P, 1), 0.5, dtype=DTYPE, device=dev)
+    astep = torch.full((P, 1), 0.25, dtype=DTYPE, device=dev)
     lam = lam.clone().requires_grad_(True)
     history: list[float] = []
     patience = 6
@@ -428,4 +437,4 @@ def optimise_lambda(b: Bounder, todo, n: int, steps: int, optimize_alpha: bool,
             if alpha:
                 alpha = {i: (alpha_best[i] + astep * ga_best[i].sign()).clamp(0, 1).requires_grad_(True)
                          for i in alpha}
-    return [float(v) for v in best]
+    return best.cpu().tolist()

@@ -153,15 +153,15 @@ def decide_exact(
     from hdsl.bab.crown import TorchNet, crown
 
     if pre is None:
-        tn = TorchNet.of(net)
-        C = torch.as_tensor(rows.A if rows.A.size else np.zeros((1, net.output_size)))
+        tn = TorchNet.of(net)  # one box: the CPU
+        C = tn.tensor(rows.A if rows.A.size else np.zeros((1, net.output_size)))
         out = crown(
             tn,
-            torch.as_tensor(lo, dtype=torch.float64).unsqueeze(0),
-            torch.as_tensor(hi, dtype=torch.float64).unsqueeze(0),
+            tn.tensor(lo).unsqueeze(0),
+            tn.tensor(hi).unsqueeze(0),
             C,
-            torch.zeros(C.shape[0], dtype=torch.float64),
-            fixed=[torch.as_tensor(f).unsqueeze(0) if f is not None else None for f in fixed] if fixed else None,
+            tn.tensor(np.zeros(C.shape[0])),
+            fixed=[tn.tensor(f, torch.int8).unsqueeze(0) if f is not None else None for f in fixed] if fixed else None,
         )
         pre = [(l[0].numpy(), u[0].numpy()) for l, u in out.pre]
     slack = box_slack(net, rows, pre, lo, hi)
