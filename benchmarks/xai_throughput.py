@@ -9,6 +9,7 @@ For every metric both results are compared (max |difference|) before the
 timing is reported, so the speed-up is for the same numbers.
 
     python benchmarks/xai_throughput.py [--n 64] [--threads 2]
+    python benchmarks/xai_throughput.py --n 500 --device cuda   # hdsl on the GPU, Quantus on the CPU
 
 Needs Quantus (``pip install --no-deps -r tests/requirements-quantus.txt``).
 """
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--model", choices=("cifar10_small", "linear"), default="cifar10_small",
                     help="the shipped CIFAR-10 conv net, or a linear classifier (a light model: the tools' "
                          "own overhead dominates)")
+    ap.add_argument("--device", default="cpu",
+                    help="where hdsl's side runs (model, images, masks); Quantus always runs on the CPU, so with "
+                         "cuda the speed-up column compares hdsl on the GPU with Quantus on the CPU")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,6 +60,17 @@ def main() -> None:
         y = net(x).argmax(1)
     a = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     xn, yn, an = x.numpy(), y.numpy(), a.numpy()
+    hnet = net
+    if args.device != "cpu":  # hdsl's side on the device: a copy of the same weights
+        import copy
+
+        hnet = ChannelFirst(g.to(args.device), g.input_shape).eval() if args.model == "cifar10_small" else \
+            copy.deepcopy(net).to(args.device)
+        x, y, a = x.to(args.device), y.to(args.device), a.to(args.device)
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
     black = R.Constant("black")
     ch = M.Granularity("channel")
     nf = int(np.prod(x.shape[1:]))
@@ -69,19 +84,19 @@ def main() -> None:
         f"PixelFlipping ({nf // fis} steps of {fis} channel elements)",
         lambda: quantus_call(quantus.PixelFlipping(features_in_step=fis, abs=False, normalise=False,
                                                    disable_warnings=True), softmax=True),
-        lambda: M.pixel_flipping(net, x, y, a, black, features_in_step=fis, granularity=ch).curve,
+        lambda: M.pixel_flipping(hnet, x, y, a, black, features_in_step=fis, granularity=ch).curve,
     ))
     cases.append((
         "RegionPerturbation (patch 4, 64 regions)",
         lambda: quantus_call(quantus.RegionPerturbation(patch_size=4, regions_evaluation=64, abs=False,
                                                         normalise=False, disable_warnings=True), softmax=True),
-        lambda: M.region_perturbation(net, x, y, a, black, patch=4, regions=64).curve,
+        lambda: M.region_perturbation(hnet, x, y, a, black, patch=4, regions=64).curve,
     ))
     cases.append((
         f"FaithfulnessEstimate ({nf // fis} groups of {fis})",
         lambda: quantus_call(quantus.FaithfulnessEstimate(features_in_step=fis, abs=False, normalise=False,
                                                           disable_warnings=True), softmax=True),
-        lambda: M.faithfulness_estimate(net, x, y, a, black, features_in_step=fis, granularity=ch).per_image,
+        lambda: M.faithfulness_estimate(hnet, x, y, a, black, features_in_step=fis, granularity=ch).per_image,
     ))
 
     drawn: list[np.ndarray] = []
@@ -104,13 +119,14 @@ def main() -> None:
 
     def h_corr():
         subsets = torch.from_numpy(np.stack(drawn).reshape(100, x.shape[0], 224).transpose(1, 0, 2).copy())
-        return M.faithfulness_correlation(net, x, y, a, black, granularity=ch, score="logit",
+        return M.faithfulness_correlation(hnet, x, y, a, black, granularity=ch, score="logit",
                                           subsets=subsets).per_image
 
     cases.append(("FaithfulnessCorrelation (100 subsets of 224)", q_corr, h_corr))
 
+    where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"model {args.model}, N = {x.shape[0]} CIFAR-10 images, torch threads = {torch.get_num_threads()}, "
-          f"quantus {quantus.__version__}, torch {torch.__version__}")
+          f"quantus {quantus.__version__} on the CPU, hdsl on {where}, torch {torch.__version__}")
     print("| metric | Quantus s | hdsl s | speed-up | images/s (hdsl) | max abs diff |")
     print("|---|---|---|---|---|---|")
     total_q = total_h = 0.0
@@ -120,8 +136,10 @@ def main() -> None:
             t0 = time.perf_counter()
             qv = q()
             tq = min(tq, time.perf_counter() - t0)
+            sync()
             t0 = time.perf_counter()
             hv = h()
+            sync()
             th = min(th, time.perf_counter() - t0)
         diff = float(np.nanmax(np.abs(np.asarray(qv, dtype=np.float64) - np.asarray(hv, dtype=np.float64))))
         total_q += tq

@@ -115,3 +115,65 @@ def test_cuda_agrees_with_the_cpu(tmp_path, seed, S, radius):
     for name in cpu:
         # float64 sums in another order may move a bound by an ulp, and so the search; never the verdict
         assert cuda[name][0] == cpu[name][0], (name, cpu[name], cuda[name])
+
+
+def _xai_cases():
+    from hdsl.xai import metrics as M
+
+    ch, patch = M.Granularity("channel"), M.Granularity("patch", 4)
+    return {
+        "pixel_flipping": lambda net, x, y, a, rem: M.pixel_flipping(net, x, y, a, rem, features_in_step=256,
+                                                                     granularity=ch).curve,
+        "region_perturbation": lambda net, x, y, a, rem: M.region_perturbation(net, x, y, a, rem, patch=8,
+                                                                               regions=4).curve,
+        "faithfulness_estimate": lambda net, x, y, a, rem: M.faithfulness_estimate(
+            net, x, y, a, rem, features_in_step=16, granularity=patch).per_image,
+        "faithfulness_corr": lambda net, x, y, a, rem: M.faithfulness_correlation(
+            net, x, y, a, rem, granularity=patch, runs=4, subset_size=8).per_image,
+        "insertion": lambda net, x, y, a, rem: M.insertion(net, x, y, a, rem, steps=4, granularity=patch).curve,
+        "road": lambda net, x, y, a, rem: M.road(net, x, y, a, rem, percentages=(10, 50)).curve,
+    }
+
+
+@pytest.mark.parametrize("baseline", ["black", "mean", "blur", "nli", "telea", "biharmonic", "learned"])
+def test_xai_metrics_follow_the_images_device(request, baseline):
+    """The metrics put every tensor on the images' device (the model's), whatever the removal."""
+    from hdsl.xai import removal as R
+    from hdsl.xai.model import ChannelFirst, images_to_nchw
+
+    repo = request.config.rootpath
+    removal = {"black": R.Constant("black"), "mean": R.Constant("mean"), "blur": R.Blur(), "nli": R.NoisyLinear(),
+               "telea": R.OpenCVInpaint("telea", 3.0), "biharmonic": R.Biharmonic(),
+               "learned": R.Learned(str(repo / "benchmarks/xai_inpainter_cifar10.pt"))}[baseline]
+    g = load_onnx(str(repo / "models/cifar10_small.onnx"))
+    net = ChannelFirst(g, g.input_shape).eval()
+    x = images_to_nchw(np.load(repo / "data/cifar10_test.npz")["x"][:3], g.input_shape)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    a = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    for name, metric in _xai_cases().items():
+        plain = np.asarray(metric(net, x, y, a, removal))
+        with torch.device("meta"):
+            placed = np.asarray(metric(net, x, y, a, removal))
+        np.testing.assert_array_equal(placed, plain, err_msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_xai_metrics_on_cuda_agree_with_the_cpu(request):
+    from hdsl.xai import removal as R
+    from hdsl.xai.model import ChannelFirst, images_to_nchw
+
+    repo = request.config.rootpath
+    g = load_onnx(str(repo / "models/cifar10_small.onnx"))
+    net = ChannelFirst(g, g.input_shape).eval()
+    x = images_to_nchw(np.load(repo / "data/cifar10_test.npz")["x"][:3], g.input_shape)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    a = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    gpu = ChannelFirst(g.to("cuda"), g.input_shape).eval()
+    for name, metric in _xai_cases().items():
+        if name == "road":
+            continue  # a 0/1 prediction can flip on a near tie between float32 sums in another order
+        cpu_v = np.asarray(metric(net, x, y, a, R.Constant("black")))
+        gpu_v = np.asarray(metric(gpu, x.cuda(), y.cuda(), a.cuda(), R.Constant("black")))
+        np.testing.assert_allclose(gpu_v, cpu_v, rtol=1e-4, atol=1e-5, err_msg=name)

@@ -48,21 +48,26 @@ class Granularity:
         if self.kind == "patch" and self.size < 1:
             raise HdslError.single("X020", "patch size must be >= 1")
 
-    def feature_map(self, c: int, h: int, w: int) -> tuple[torch.Tensor, int]:
-        """Feature id of every mask element (``[1|C, H, W]``) and the feature count."""
+    def feature_map(self, c: int, h: int, w: int, device=None) -> tuple[torch.Tensor, int]:
+        """Feature id of every mask element (``[1|C, H, W]``, on ``device``) and the feature count."""
         if self.kind == "channel":
-            return torch.arange(c * h * w).view(c, h, w), c * h * w
+            return torch.arange(c * h * w, device=device).view(c, h, w), c * h * w
         if self.kind == "pixel" or self.size == 1:
-            return torch.arange(h * w).view(1, h, w), h * w
+            return torch.arange(h * w, device=device).view(1, h, w), h * w
         p = self.size
         bw = math.ceil(w / p)
-        rows = torch.arange(h).view(h, 1) // p
-        cols = torch.arange(w).view(1, w) // p
+        rows = torch.arange(h, device=device).view(h, 1) // p
+        cols = torch.arange(w, device=device).view(1, w) // p
         return (rows * bw + cols).view(1, h, w), math.ceil(h / p) * bw
 
 
+def _tensor(a) -> torch.Tensor:
+    """A tensor as it is (on its device); anything else as a CPU tensor."""
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a))
+
+
 def _as_nchw(attr: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    attr = torch.as_tensor(attr)
+    attr = _tensor(attr)
     if attr.dim() == 3:
         attr = attr.unsqueeze(1)
     n, c, h, w = shape
@@ -78,8 +83,8 @@ def feature_scores(attr: torch.Tensor, shape: tuple[int, ...], gran: Granularity
     if gran.kind == "channel":
         return attr.expand(n, c, h, w).reshape(n, -1)
     pixel = attr.sum(dim=1)  # per-channel maps are summed; a one-channel map is used as is
-    fmap, nf = gran.feature_map(c, h, w)
-    out = torch.zeros(n, nf, dtype=torch.float64)
+    fmap, nf = gran.feature_map(c, h, w, attr.device)
+    out = torch.zeros(n, nf, dtype=torch.float64, device=attr.device)
     out.scatter_add_(1, fmap.view(1, -1).expand(n, -1), pixel.reshape(n, -1))
     return out
 
@@ -95,14 +100,14 @@ def ranks(scores: torch.Tensor, order: str = "morf") -> torch.Tensor:
     else:
         raise HdslError.single("X021", f"unknown order {order!r}", hint="morf or lerf")
     rank = torch.empty_like(perm)
-    rank.scatter_(1, perm, torch.arange(f).expand(n, f).contiguous())
+    rank.scatter_(1, perm, torch.arange(f, device=perm.device).expand(n, f).contiguous())
     return rank
 
 
 def rank_map(attr, shape, gran: Granularity, order: str) -> tuple[torch.Tensor, int]:
     """Per mask element, the rank of its feature: ``[N, 1|C, H, W]``; and F."""
     n, c, h, w = shape
-    fmap, nf = gran.feature_map(c, h, w)
+    fmap, nf = gran.feature_map(c, h, w, attr.device)
     r = ranks(feature_scores(attr, shape, gran), order)
     return r[:, fmap.reshape(-1)].view(n, *fmap.shape), nf
 
@@ -115,9 +120,9 @@ def _features_to_mask(chosen: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     return chosen[:, :, fmap.reshape(-1)].view(k, t, *fmap.shape)
 
 
-def step_counts(n_features: int, steps: int) -> torch.Tensor:
+def step_counts(n_features: int, steps: int, device=None) -> torch.Tensor:
     """``floor(j·F/T)`` for j = 0..T."""
-    return torch.tensor([(j * n_features) // steps for j in range(steps + 1)])
+    return torch.tensor([(j * n_features) // steps for j in range(steps + 1)], device=device)
 
 
 # --------------------------------------------------------------------------- engine
@@ -140,7 +145,7 @@ def model_scores(model: Model, x: torch.Tensor, y: torch.Tensor, score: str = "s
             elif score != "logit":
                 raise HdslError.single("X022", f"unknown score {score!r}", hint="softmax or logit")
             outs.append(logits.gather(1, y[i : i + batch].view(-1, 1)).view(-1).double())
-    return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64)
+    return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64, device=x.device)
 
 
 def evaluate_masks(model: Model, x: torch.Tensor, y: torch.Tensor, build: MaskBuilder, n_masks: int,
@@ -153,7 +158,7 @@ def evaluate_masks(model: Model, x: torch.Tensor, y: torch.Tensor, build: MaskBu
     """
     n = x.shape[0]
     per = max(1, chunk // max(1, n_masks))
-    out = torch.empty(n, n_masks, dtype=torch.float64)
+    out = torch.empty(n, n_masks, dtype=torch.float64, device=x.device)
     for i in range(0, n, per):
         sl = slice(i, min(n, i + per))
         xs = x[sl]
@@ -198,13 +203,18 @@ def trapezoid_auc(curve: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _prep(x, y, attr):
-    x = torch.as_tensor(x).float()
-    y = torch.as_tensor(y).long().view(-1)
+    """Images as float ``[N, C, H, W]``; labels and attributions on the images' device (the model's)."""
+    x = _tensor(x).float()
+    y = _tensor(y).long().view(-1).to(x.device)
     if x.dim() != 4:
         raise ValueError(f"images must be [N, C, H, W], got {tuple(x.shape)}")
     if y.shape[0] != x.shape[0]:
         raise ValueError("one label per image")
-    return x, y, _as_nchw(torch.as_tensor(attr), tuple(x.shape))
+    return x, y, _as_nchw(_tensor(attr).to(x.device), tuple(x.shape))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def removal_curve(model: Model, x, y, attr, removal, *, steps: int = 16, order: str = "morf",
@@ -213,7 +223,7 @@ def removal_curve(model: Model, x, y, attr, removal, *, steps: int = 16, order: 
     """Deletion (remove the first n_j features) or insertion (remove all but them) curve."""
     x, y, attr = _prep(x, y, attr)
     rmap, nf = rank_map(attr, tuple(x.shape), granularity, order)
-    counts = step_counts(nf, steps) if counts is None else torch.as_tensor(counts)
+    counts = step_counts(nf, steps, x.device) if counts is None else _tensor(counts).to(x.device)
     cv = counts.view(1, -1, 1, 1, 1)
     if mode == "deletion":
         build = lambda sl: rmap[sl].unsqueeze(1) < cv  # noqa: E731
@@ -221,8 +231,8 @@ def removal_curve(model: Model, x, y, attr, removal, *, steps: int = 16, order: 
         build = lambda sl: rmap[sl].unsqueeze(1) >= cv  # noqa: E731
     else:
         raise ValueError(mode)
-    curve = evaluate_masks(model, x, y, build, counts.numel(), removal, score, chunk).numpy()
-    fractions = counts.double().numpy() / nf
+    curve = _np(evaluate_masks(model, x, y, build, counts.numel(), removal, score, chunk))
+    fractions = _np(counts.double()) / nf
     higher = mode == "insertion" or order == "lerf"
     name = f"{mode}_{order}"
     auc = trapezoid_auc(curve) if counts.numel() > 1 else curve[:, 0]
@@ -256,7 +266,7 @@ def pixel_flipping(model, x, y, attr, removal, *, features_in_step: int = 1,
     x_, _, _ = _prep(x, y, attr)
     nf = granularity.feature_map(*x_.shape[1:])[1]
     t = math.ceil(nf / features_in_step)
-    counts = torch.tensor([min(j * features_in_step, nf) for j in range(t + 1)])
+    counts = torch.tensor([min(j * features_in_step, nf) for j in range(t + 1)], device=x_.device)
     full = removal_curve(model, x, y, attr, removal, order="morf", granularity=granularity, score=score,
                          counts=counts, chunk=chunk)
     return MetricResult("pixel_flipping", trapezoid_auc(full.curve), False, full.fractions[1:], full.curve[:, 1:],
@@ -270,11 +280,11 @@ def region_perturbation(model, x, y, attr, removal, *, patch: int = 8, regions: 
     x_, _, _ = _prep(x, y, attr)
     nf = gran.feature_map(*x_.shape[1:])[1]
     r = min(regions, nf)
-    counts = torch.arange(r + 1)
+    counts = torch.arange(r + 1, device=x_.device)
     full = removal_curve(model, x, y, attr, removal, order=order, granularity=gran, score=score,
                          counts=counts, chunk=chunk)
     drops = full.curve[:, :1] - full.curve[:, 1:]
-    return MetricResult("region_perturbation", drops.mean(axis=1), order == "morf", counts[1:].numpy() / nf,
+    return MetricResult("region_perturbation", drops.mean(axis=1), order == "morf", _np(counts[1:]) / nf,
                         drops, {"n_features": nf})
 
 
@@ -286,10 +296,10 @@ def road(model, x, y, attr, removal, *, percentages=tuple(range(1, 100, 2)), ord
     accuracy at p is the column mean. MoRF: lower is better; LeRF: higher."""
     x, y, attr = _prep(x, y, attr)
     rmap, nf = rank_map(attr, tuple(x.shape), granularity, order)
-    counts = torch.tensor([int(nf * p / 100) for p in percentages])
+    counts = torch.tensor([int(nf * p / 100) for p in percentages], device=x.device)
     cv = counts.view(1, -1, 1, 1, 1)
     n, p = x.shape[0], counts.numel()
-    correct = torch.empty(n, p, dtype=torch.bool)
+    correct = torch.empty(n, p, dtype=torch.bool, device=x.device)
     per = max(1, chunk // p)
     with torch.inference_mode():
         for i in range(0, n, per):
@@ -300,7 +310,7 @@ def road(model, x, y, attr, removal, *, percentages=tuple(range(1, 100, 2)), ord
             xr = xs.unsqueeze(1).expand(k, p, *xs.shape[1:]).reshape(k * p, *xs.shape[1:])
             pred = model(removal(xr, m)).argmax(dim=1).view(k, p)
             correct[sl] = pred == y[sl].view(-1, 1)
-    c = correct.numpy().astype(np.float64)
+    c = _np(correct).astype(np.float64)
     return MetricResult(f"road_{order}", c.mean(axis=1), order == "lerf", np.asarray(percentages, float) / 100, c,
                         {"accuracy": c.mean(axis=0)})
 
@@ -311,7 +321,7 @@ def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     den = (a.norm(dim=1) * b.norm(dim=1))
     r = (a * b).sum(dim=1) / den
     r[den == 0] = float("nan")
-    return r.numpy()
+    return _np(r)
 
 
 def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, subset_size: int = 224,
@@ -324,7 +334,7 @@ def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, sub
     another tool's random choices)."""
     x, y, attr = _prep(x, y, attr)
     shape = tuple(x.shape)
-    fmap, nf = granularity.feature_map(*shape[1:])
+    fmap, nf = granularity.feature_map(*shape[1:], device=x.device)
     scores = feature_scores(attr, shape, granularity)
     n = shape[0]
     if subsets is None:
@@ -332,19 +342,19 @@ def faithfulness_correlation(model, x, y, attr, removal, *, runs: int = 100, sub
         keys = np.random.default_rng(seed).random((n * runs, nf), dtype=np.float32)
         part = np.argpartition(keys, m - 1, axis=1)[:, :m] if m < nf else np.tile(np.arange(nf), (n * runs, 1))
         subsets = torch.from_numpy(part.astype(np.int64)).view(n, runs, m)  # uniform m-subsets without replacement
-    subsets = torch.as_tensor(subsets).long()
+    subsets = _tensor(subsets).long().to(x.device)
     r, m = subsets.shape[1], subsets.shape[2]
     att_sums = scores.gather(1, subsets.reshape(n, -1)).view(n, r, m).sum(dim=2)
 
     def build(sl: slice) -> torch.Tensor:
         sub = subsets[sl]
-        chosen = torch.zeros(sub.shape[0], r, nf, dtype=torch.bool)
+        chosen = torch.zeros(sub.shape[0], r, nf, dtype=torch.bool, device=x.device)
         chosen.scatter_(2, sub, True)
         return _features_to_mask(chosen, fmap)
     s0 = model_scores(model, x, y, score)
     drops = s0.view(-1, 1) - evaluate_masks(model, x, y, build, r, removal, score, chunk)
     return MetricResult("faithfulness_corr", _pearson_rows(att_sums, drops), True,
-                        extra={"att_sums": att_sums.numpy(), "drops": drops.numpy()})
+                        extra={"att_sums": _np(att_sums), "drops": _np(drops)})
 
 
 def faithfulness_estimate(model, x, y, attr, removal, *, features_in_step: int = 1,
@@ -358,17 +368,17 @@ def faithfulness_estimate(model, x, y, attr, removal, *, features_in_step: int =
     rmap, nf = rank_map(attr, shape, granularity, "morf")
     scores = feature_scores(attr, shape, granularity)
     t = math.ceil(nf / features_in_step)
-    group_of_rank = torch.arange(nf) // features_in_step
+    group_of_rank = torch.arange(nf, device=x.device) // features_in_step
     rank = ranks(scores, "morf")
-    att_sums = torch.zeros(shape[0], t, dtype=torch.float64)
+    att_sums = torch.zeros(shape[0], t, dtype=torch.float64, device=x.device)
     att_sums.scatter_add_(1, group_of_rank[rank], scores)
     gmap = rmap // features_in_step
-    groups = torch.arange(t).view(1, -1, 1, 1, 1)
+    groups = torch.arange(t, device=x.device).view(1, -1, 1, 1, 1)
     build = lambda sl: gmap[sl].unsqueeze(1) == groups  # noqa: E731
     s0 = model_scores(model, x, y, score)
     drops = s0.view(-1, 1) - evaluate_masks(model, x, y, build, t, removal, score, chunk)
     return MetricResult("faithfulness_estimate", _pearson_rows(att_sums, drops), True,
-                        extra={"att_sums": att_sums.numpy(), "drops": drops.numpy()})
+                        extra={"att_sums": _np(att_sums), "drops": _np(drops)})
 
 
 # --------------------------------------------------------------------------- by name

@@ -213,7 +213,7 @@ class NoisyLinear:
         filled = torch.from_numpy(linear_imputation(planes, m)).reshape(n, c, h, w)
         if self.noise:
             g = torch.Generator().manual_seed(self.seed)
-            filled = filled + self.noise * torch.randn(filled.shape, generator=g, dtype=filled.dtype)
+            filled = filled + self.noise * torch.randn(filled.shape, generator=g, dtype=filled.dtype, device="cpu")
         return composite(images, mask, filled.to(images.device))
 
 
