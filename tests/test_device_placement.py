@@ -135,22 +135,28 @@ def _xai_cases():
     }
 
 
-@pytest.mark.parametrize("baseline", ["black", "mean", "blur", "nli", "telea", "biharmonic", "learned"])
-def test_xai_metrics_follow_the_images_device(request, baseline):
-    """The metrics put every tensor on the images' device (the model's), whatever the removal."""
-    from hdsl.xai import removal as R
+def _xai_inputs(repo):
+    """The shipped CIFAR-10 net (channel first), three test images, their predictions, random attributions."""
     from hdsl.xai.model import ChannelFirst, images_to_nchw
 
-    repo = request.config.rootpath
-    removal = {"black": R.Constant("black"), "mean": R.Constant("mean"), "blur": R.Blur(), "nli": R.NoisyLinear(),
-               "telea": R.OpenCVInpaint("telea", 3.0), "biharmonic": R.Biharmonic(),
-               "learned": R.Learned(str(repo / "benchmarks/xai_inpainter_cifar10.pt"))}[baseline]
     g = load_onnx(str(repo / "models/cifar10_small.onnx"))
     net = ChannelFirst(g, g.input_shape).eval()
     x = images_to_nchw(np.load(repo / "data/cifar10_test.npz")["x"][:3], g.input_shape)
     with torch.no_grad():
         y = net(x).argmax(1)
-    a = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    return g, net, x, y, torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("baseline", ["black", "mean", "blur", "nli", "telea", "biharmonic", "learned"])
+def test_xai_metrics_follow_the_images_device(request, baseline):
+    """The metrics put every tensor on the images' device (the model's), whatever the removal."""
+    from hdsl.xai import removal as R
+
+    repo = request.config.rootpath
+    removal = {"black": R.Constant("black"), "mean": R.Constant("mean"), "blur": R.Blur(), "nli": R.NoisyLinear(),
+               "telea": R.OpenCVInpaint("telea", 3.0), "biharmonic": R.Biharmonic(),
+               "learned": R.Learned(str(repo / "benchmarks/xai_inpainter_cifar10.pt"))}[baseline]
+    _, net, x, y, a = _xai_inputs(repo)
     for name, metric in _xai_cases().items():
         plain = np.asarray(metric(net, x, y, a, removal))
         with torch.device("meta"):
@@ -161,15 +167,9 @@ def test_xai_metrics_follow_the_images_device(request, baseline):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_xai_metrics_on_cuda_agree_with_the_cpu(request):
     from hdsl.xai import removal as R
-    from hdsl.xai.model import ChannelFirst, images_to_nchw
+    from hdsl.xai.model import ChannelFirst
 
-    repo = request.config.rootpath
-    g = load_onnx(str(repo / "models/cifar10_small.onnx"))
-    net = ChannelFirst(g, g.input_shape).eval()
-    x = images_to_nchw(np.load(repo / "data/cifar10_test.npz")["x"][:3], g.input_shape)
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    a = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    g, net, x, y, a = _xai_inputs(request.config.rootpath)
     gpu = ChannelFirst(g.to("cuda"), g.input_shape).eval()
     for name, metric in _xai_cases().items():
         if name == "road":
