@@ -57,21 +57,22 @@ def _root(device: str = typer.Option(
         help="where bound propagation, branch and bound and the level bounds run: cpu, cuda or cuda:N "
              "(default: CUDA when available)")) -> None:
     """Specify and verify neural networks: hierarchical robustness, XAI faithfulness, causal alignment."""
+    import os
+
+    env = "HDSL_DEVICE"  # hdsl.bounds.DEVICE_ENV, named here so that a plain run does not import torch
+    hint = "--device" if device else f"${env}"
+    device = device or os.environ.get(env, "").strip()
     if device:
-        import os
         import re
 
-        from hdsl.bounds import DEVICE_ENV  # noqa: PLC0415 - torch only when asked for
-
         if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-            raise typer.BadParameter(f"{device!r}: use cpu, cuda or cuda:N", param_hint="--device")
+            raise typer.BadParameter(f"{device!r}: use cpu, cuda or cuda:N", param_hint=hint)
         if device.startswith("cuda"):
             import torch
 
             if not torch.cuda.is_available():
-                raise typer.BadParameter("torch sees no CUDA device on this machine; use --device cpu",
-                                         param_hint="--device")
-        os.environ[DEVICE_ENV] = device  # worker processes inherit it
+                raise typer.BadParameter("torch sees no CUDA device on this machine; use cpu", param_hint=hint)
+        os.environ[env] = device  # worker processes inherit it
 
 
 @app.command()

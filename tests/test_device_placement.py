@@ -107,6 +107,20 @@ def test_cli_rejects_a_bad_device(value, message):
     assert message in res.output and "Traceback" not in res.output
 
 
+def test_cli_checks_the_device_environment_variable(monkeypatch):
+    from typer.testing import CliRunner
+
+    from hdsl.cli import app
+
+    monkeypatch.setenv(DEVICE_ENV, "tpu")
+    res = CliRunner().invoke(app, ["version"])
+    assert res.exit_code == 2 and "HDSL_DEVICE" in res.output and "Traceback" not in res.output
+    if not torch.cuda.is_available():
+        monkeypatch.delenv(DEVICE_ENV)
+        res = CliRunner().invoke(app, ["--device", "cuda", "version"])
+        assert res.exit_code == 2 and "no CUDA device" in res.output
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("seed, S, radius", CASES)
 def test_cuda_agrees_with_the_cpu(tmp_path, seed, S, radius):
