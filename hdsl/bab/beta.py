@@ -63,7 +63,8 @@ def optimised_row_bounds(
         _, _, s_lo = _relax(l, u)
         crown_slopes = s_lo.unsqueeze(1).expand(B, R, l.shape[1])
         a = alpha0.get(j)
-        a = crown_slopes if a is None else torch.where(torch.isnan(a), crown_slopes, a.to(l.device, l.dtype).clamp(0.0, 1.0))
+        a = crown_slopes if a is None else \
+            torch.where(torch.isnan(a), crown_slopes, a.to(l.device, l.dtype).clamp(0.0, 1.0))
         alpha[j] = a.clone().requires_grad_(True)
         f = fixed[j] if fixed is not None else None
         if f is not None and bool((f != 0).any()):
