@@ -179,3 +179,12 @@ def test_input_split_finds_interior_counterexample_by_local_attack(tmp_path, mon
     monkeypatch.setattr(mod, "local_attack", lambda tn, rows, starts, *a, **k: starts)
     without = input_split(net, rows, box, replay, time.monotonic() + 30, use_z3=False)
     assert without.status != "falsified" or without.stats["boxes"] > with_attack
+
+
+def test_input_split_on_a_network_without_relus_skips_the_slopes(tmp_path):
+    # α has nothing to optimise without ReLUs; asking for it from the first round must not fail
+    net = PwlNet((Layer(np.array([[2.0, -1.0]], F32), np.array([0.5], F32), False),))
+    spec = ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((0, 1.0),), -10.0)),)),))
+    out = input_split(net, spec_rows(spec, 1), [(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))], lambda x: None,
+                      time.monotonic() + 10, use_z3=False, alpha_after_s=0.0)
+    assert out.status == "proved"  # y <= 3.5 < 10 on the box

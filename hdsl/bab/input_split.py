@@ -219,7 +219,8 @@ def input_split(
             if conj:
                 excl = exclude_by_combination(rows, lb, to_numpy(out.coef), slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
-            if alpha_iters > 0 and mode == passes[-1] and open_.any() and time.monotonic() - t0 >= alpha_after_s:
+            if (alpha_iters > 0 and slots and mode == passes[-1] and open_.any()
+                    and time.monotonic() - t0 >= alpha_after_s):  # slots: no ReLU, no slopes to optimise
                 # Optimised lower slopes (α-CROWN) on the rows of the boxes CROWN left open, each
                 # starting from the slopes of its parent's best bounds.
                 o = np.nonzero(open_)[0]
