@@ -182,9 +182,11 @@ def test_input_split_finds_interior_counterexample_by_local_attack(tmp_path, mon
 
 
 def test_input_split_on_a_network_without_relus_skips_the_slopes(tmp_path):
-    # α has nothing to optimise without ReLUs; asking for it from the first round must not fail
+    # α has nothing to optimise without ReLUs; asking for it on the first open box must not fail.
+    # y = 2 x0 - x1 + 0.5 reaches the unsafe y >= 3 near (1, -1); the replay accepts no point, so the
+    # box stays open and the search runs to its deadline.
     net = PwlNet((Layer(np.array([[2.0, -1.0]], F32), np.array([0.5], F32), False),))
-    spec = ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((0, 1.0),), -10.0)),)),))
+    spec = ir.OutputSpec((ir.Conjunction((ir.Constraint(ir.LinearExpr(((0, 1.0),), -3.0)),)),))
     out = input_split(net, spec_rows(spec, 1), [(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))], lambda x: None,
-                      time.monotonic() + 10, use_z3=False, alpha_after_s=0.0)
-    assert out.status == "proved"  # y <= 3.5 < 10 on the box
+                      time.monotonic() + 1, use_z3=False, alpha_after_s=0.0)
+    assert out.status in ("timeout", "unknown")
