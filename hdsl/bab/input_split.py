@@ -212,12 +212,12 @@ def input_split(
             # open get CROWN intermediate bounds.
             with torch.no_grad():
                 out = crown(tn, tn.tensor(lo), tn.tensor(hi), C, d, intermediate=mode, prior=prior)
-            lb = to_numpy(out.row_lb)
+            lb, coef = to_numpy(out.row_lb), to_numpy(out.coef)
             pre_np = [(to_numpy(l), to_numpy(u)) for l, u in out.pre]
             slack = batch_slack(net, rows.A, pre_np, lo, hi)
             excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | mask
             if conj:
-                excl = exclude_by_combination(rows, lb, to_numpy(out.coef), slack, lo, hi, excl)
+                excl = exclude_by_combination(rows, lb, coef, slack, lo, hi, excl)
             open_ = ~excl.all(axis=1)
             if (alpha_iters > 0 and slots and mode == passes[-1] and open_.any()
                     and time.monotonic() - t0 >= alpha_after_s):  # slots: no ReLU, no slopes to optimise
@@ -238,7 +238,7 @@ def input_split(
             lo, hi, excl, depth, lb, mask = lo[idx], hi[idx], excl[idx], depth[idx], lb[idx], excl[idx]
             warm = None if warm is None else warm[idx]
             slack = slack[idx]
-            coef = to_numpy(out.coef)[idx]
+            coef = coef[idx]
             pre_np = [(l[idx], u[idx]) for l, u in pre_np]
             prior = [(tn.tensor(l), tn.tensor(u)) for l, u in pre_np]
             unstable = sum((((l < 0) & (u > 0)).sum(axis=1) for (l, u), layer in zip(pre_np, net.layers)
