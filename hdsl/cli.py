@@ -67,11 +67,13 @@ def _root(device: str = typer.Option(
 
         if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             raise typer.BadParameter(f"{device!r}: use cpu, cuda or cuda:N", param_hint=hint)
-        if device.startswith("cuda"):
-            import torch
+        if device != "cpu":
+            from hdsl.bounds import resolve_device  # the one place that checks a device is there
 
-            if not torch.cuda.is_available():
-                raise typer.BadParameter("torch sees no CUDA device on this machine; use cpu", param_hint=hint)
+            try:
+                resolve_device(device)
+            except RuntimeError as err:
+                raise typer.BadParameter(f"{err}; use cpu", param_hint=hint) from None
         os.environ[env] = device  # worker processes inherit it
 
 

@@ -10,6 +10,7 @@ test compares CUDA against the CPU directly.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -119,6 +120,7 @@ def test_cli_checks_the_device_environment_variable(monkeypatch):
         monkeypatch.delenv(DEVICE_ENV)
         res = CliRunner().invoke(app, ["--device", "cuda", "version"])
         assert res.exit_code == 2 and "no CUDA device" in res.output
+        assert DEVICE_ENV not in os.environ  # a refused device is not left behind for the process
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

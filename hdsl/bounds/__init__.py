@@ -41,14 +41,22 @@ _PREPARED: dict[tuple[int, str], tuple[Graph, Graph]] = {}
 DEVICE_ENV = "HDSL_DEVICE"
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` names; a ``RuntimeError`` when it asks for CUDA and torch sees none."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{name}: torch sees no CUDA device")
+    return device
+
+
 def default_device() -> torch.device:
     """``$HDSL_DEVICE`` when set, else CUDA when available, else the CPU."""
     chosen = os.environ.get(DEVICE_ENV, "").strip()
     if chosen:
-        device = torch.device(chosen)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"{DEVICE_ENV}={chosen} asks for CUDA, but torch sees no CUDA device")
-        return device
+        try:
+            return resolve_device(chosen)
+        except RuntimeError as err:
+            raise RuntimeError(f"{DEVICE_ENV}={err}") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -146,4 +154,4 @@ def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", 
 
 __all__ = ["METHODS", "BoundState", "BoundsTimeout", "bound_state", "compute_bounds", "init_alphas", "intermediate_bounds",
            "prepare", "spec_bounds", "spec_lower_bound", "alpha_spec_lower_bound", "optimise_slopes",
-           "default_device", "DEVICE_ENV"]
+           "default_device", "resolve_device", "DEVICE_ENV"]
