@@ -172,3 +172,42 @@ def test_optimised_intermediate_bounds_stop_at_the_deadline():
     tn, lo_t, hi_t, pre = _deep_root()
     same = optimised_intermediate_bounds(tn, lo_t, hi_t, pre, iters=20, deadline=time.monotonic() - 1.0)
     assert all(torch.equal(a, b) and torch.equal(c, e) for (a, c), (b, e) in zip(pre, same))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 100_000))
+def test_exclude_open_optimises_only_open_disjuncts_and_matches_the_full_optimisation(seed):
+    # Three disjuncts (rows 0-1, 2, 3-4); each of 4 boxes has some of them excluded already. The
+    # open disjuncts' rows must get the bounds the all-rows optimisation gives them, the excluded
+    # ones must be left alone, and the warm-start values come back in the all-rows shape.
+    from hdsl.bab.beta import exclude_open
+    from hdsl.exact.spec import SpecRows
+
+    rng = np.random.default_rng(seed)
+    net = _net(rng)
+    A = rng.normal(size=(5, 4))
+    rows = SpecRows(A, np.zeros(5), np.zeros(5, bool), np.array([0, 0, 1, 2, 2]), 3)
+    c = rng.uniform(-1, 1, size=(4, 3))
+    r = rng.uniform(0.1, 1.0, size=(4, 3))
+    lo, hi = c - r, c + r
+    tn = TorchNet.of(net)
+    C, d = torch.as_tensor(A), torch.zeros(5, dtype=torch.float64)
+    with torch.no_grad():
+        out = crown(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d)
+    full = optimised_row_bounds(tn, torch.as_tensor(lo), torch.as_tensor(hi), C, d, out.pre, None, iters=15)[0]
+    full = full.detach().numpy()
+    excl = np.array([[True, False, True], [False, False, False], [True, True, False], [False, True, True]])
+    open_ = ~excl.all(axis=1)
+    lb = out.row_lb.numpy().copy()
+    before = lb.copy()
+    slack = np.full((4, 5), np.inf)  # nothing gets excluded, so the bounds are compared as they are
+    kept = exclude_open(rows, tn, lo, hi, C, d, out.pre, None, open_, lb, excl, slack, 15)
+    live = ~excl[:, rows.disjunct] & open_[:, None]
+    assert np.allclose(lb[live], np.maximum(before, full)[live], rtol=1e-9, atol=1e-9)
+    assert np.array_equal(lb[~live], before[~live])
+    assert excl.tolist()[0] == [True, False, True]  # the exclusions only grow
+    o = np.nonzero(open_)[0]
+    for a in kept[0].values():
+        assert a.shape[:2] == (len(o), 5)
+        assert torch.isnan(a[torch.as_tensor(~live[o])]).all()
+        assert not torch.isnan(a[torch.as_tensor(live[o])]).any()

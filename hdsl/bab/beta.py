@@ -99,7 +99,7 @@ def _ascend(bound, alphas: list[torch.Tensor], betas: list[torch.Tensor], iters:
         best = bound()
     if not alphas and not betas:
         return best
-    opt = torch.optim.Adam([*alphas, *betas], lr=lr)
+    opt = _adam([*alphas, *betas], lr)
     for step in range(iters + 1):
         last = step == iters or (deadline is not None and time.monotonic() >= deadline)
         with torch.set_grad_enabled(not last):
@@ -119,6 +119,14 @@ def _ascend(bound, alphas: list[torch.Tensor], betas: list[torch.Tensor], iters:
             for b in betas:
                 b.clamp_(min=0.0)
     return best
+
+
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where the device has one (3x faster steps on small tensors on the CPU)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
 
 
 def optimised_intermediate_bounds(
@@ -176,14 +184,46 @@ def exclude_open(rows, net: TorchNet, lo: np.ndarray, hi: np.ndarray, C, d, pre,
     ``pre`` and ``fixed`` are the batch's torch bounds and splits (``fixed`` None
     for input splitting); ``lb``, ``excl``, ``slack`` the batch's numpy arrays;
     ``init`` warm starts for the open nodes (see ``optimised_row_bounds``), whose
-    best α and β are returned, one row per open node.
+    best α and β are returned, one row per open node, shaped like ``init``
+    (NaN for the rows not optimised).
+
+    Only the rows of a node's disjuncts that are still open are optimised: an
+    excluded disjunct stays excluded in every sub-domain, and on argmax
+    robustness (nine one-row disjuncts) one or two rows are typically left, so
+    the ascent does a fraction of the work.
     """
     o = np.nonzero(open_)[0]
     ot = torch.as_tensor(o, device=net.device)
+    sel = _open_rows(rows, excl[o])
+    st = torch.as_tensor(sel, device=net.device)
+    R = C.shape[-2]
+    if init is not None:
+        init = tuple({j: _take_rows(v, st) for j, v in part.items()} for part in init)
     lb_o, kept = optimised_row_bounds(
-        net, net.tensor(lo[o]), net.tensor(hi[o]), C, d, [(l[ot], u[ot]) for l, u in pre],
+        net, net.tensor(lo[o]), net.tensor(hi[o]), C[st], d[st], [(l[ot], u[ot]) for l, u in pre],
         None if fixed is None else [f[ot] if f is not None else None for f in fixed], iters=iters, init=init)
-    lb_o = to_numpy(lb_o)
-    lb[o] = np.maximum(lb[o], lb_o)
+    full = np.full((len(o), R), -np.inf)
+    np.put_along_axis(full, sel, to_numpy(lb_o), axis=1)
+    lb[o] = np.maximum(lb[o], full)
     excl[o] |= rows.excluded(lb[o] - 1e-9 * np.abs(lb[o]), slack[o])
-    return kept
+    return tuple({j: _put_rows(v, st, R) for j, v in part.items()} for part in kept)
+
+
+def _open_rows(rows, excl: np.ndarray) -> np.ndarray:
+    """(B, k) indices of the rows of each node's open disjuncts, k the most any node has, padded
+    by repeating a node's first open row (a duplicate row gets the same bound, so it is harmless)."""
+    live = ~excl[:, rows.disjunct]
+    k = max(int(live.sum(axis=1).max()), 1)
+    order = np.argsort(~live, axis=1, kind="stable")[:, :k]
+    return np.where(np.take_along_axis(live, order, axis=1), order, order[:, :1])
+
+
+def _take_rows(v: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+    """``v`` (B, R, n) at rows ``sel`` (B, k)."""
+    return torch.gather(v, 1, sel.unsqueeze(-1).expand(*sel.shape, v.shape[-1]).to(v.device))
+
+
+def _put_rows(v: torch.Tensor, sel: torch.Tensor, R: int) -> torch.Tensor:
+    """(B, R, n) with ``v`` (B, k, n) at rows ``sel`` and NaN elsewhere (the inverse of ``_take_rows``)."""
+    out = torch.full((v.shape[0], R, v.shape[-1]), float("nan"), dtype=v.dtype, device=v.device)
+    return out.scatter(1, sel.unsqueeze(-1).expand(*sel.shape, v.shape[-1]).to(v.device), v)
