@@ -302,8 +302,8 @@ class Duration:
 
 @dataclass(frozen=True, slots=True)
 class CheckOption:
-    key: str  # timeout | backend
-    value: Expr | Ident | Duration  # timeout: a Duration or a number of seconds; backend: an Ident
+    key: str  # timeout | backend | arithmetic
+    value: Expr | Ident | Duration  # timeout: a Duration or a number of seconds; backend, arithmetic: an Ident
     span: Span | None = _span()
 
 

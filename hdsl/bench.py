@@ -244,8 +244,11 @@ def default_solver() -> Solver:
 
 
 def solve_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: float | None, *,
-                   backend: str = "auto", solver: Solver | None = None, instance: str | None = None) -> Outcome:
-    """Decide one VNN-COMP instance; input problems raise ``HdslError``, solver failures become ``error``."""
+                   backend: str = "auto", solver: Solver | None = None, instance: str | None = None,
+                   arithmetic: str = "float32") -> Outcome:
+    """Decide one VNN-COMP instance; input problems raise ``HdslError``, solver failures become ``error``.
+
+    ``arithmetic="real"`` asks the competition's question (the real-valued network, ``hdsl.ir.CheckOptions``)."""
     from hdsl.backends import Budget
     from hdsl.vnnlib import load_vnnlib, to_query
 
@@ -254,7 +257,8 @@ def solve_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
     prop = load_vnnlib(vnnlib_path)
     onnx_path = plain_onnx(onnx_path)
     network = network_for(onnx_path)
-    query = to_query(prop, network, name, Path(vnnlib_path).name, CheckOptions(timeout=timeout, backend=backend))
+    query = to_query(prop, network, name, Path(vnnlib_path).name, CheckOptions(timeout=timeout, backend=backend,
+                                                                                   arithmetic=arithmetic))
     solve = solver or default_solver()
     budget = Budget.seconds(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
     try:
@@ -449,7 +453,7 @@ def effective_timeout(inst: Instance, scale: float = 1.0, override: float | None
 
 def run_benchmark(folder: str | Path, *, truth: dict[str, str] | None = None, pattern: str | None = None,
                   limit: int | None = None, timeout_scale: float = 1.0, timeout: float | None = None,
-                  backend: str = "auto", solver: Solver | None = None,
+                  backend: str = "auto", solver: Solver | None = None, arithmetic: str = "float32",
                   progress: Callable[[int, int, Row], None] | None = None) -> BenchReport:
     """Run the selected instances of a benchmark folder one after the other.
 
@@ -460,12 +464,14 @@ def run_benchmark(folder: str | Path, *, truth: dict[str, str] | None = None, pa
     insts = select(read_instances(folder), pattern, limit)
     solve = solver or default_solver()
     report = BenchReport(str(folder), settings={
-        "timeout_scale": timeout_scale, "timeout": timeout, "backend": backend, "filter": pattern, "limit": limit,
+        "timeout_scale": timeout_scale, "timeout": timeout, "backend": backend, "arithmetic": arithmetic,
+        "filter": pattern, "limit": limit,
         "selected": len(insts)})
     for k, inst in enumerate(insts, start=1):
         t = effective_timeout(inst, timeout_scale, timeout)
         try:
-            out = solve_instance(inst.onnx, inst.vnnlib, t, backend=backend, solver=solve, instance=inst.id)
+            out = solve_instance(inst.onnx, inst.vnnlib, t, backend=backend, solver=solve, instance=inst.id,
+                                 arithmetic=arithmetic)
         except HdslError as err:
             out = Outcome(inst.id, "error", 0.0, message=err.diagnostics[0].render() if err.diagnostics else str(err),
                           raw_verdict="error", timeout_s=t)

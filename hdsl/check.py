@@ -478,7 +478,7 @@ def check_checks(spec: Spec) -> None:
         for name in spec.main_properties:
             plan.append((name, ir.CheckOptions(), spec.properties[name].span if name in spec.properties else None))
     for stmt in spec.checks:
-        timeout, backend = None, "auto"
+        timeout, backend, arithmetic = None, "auto", "float32"
         for opt in stmt.options:
             if opt.key == "timeout":
                 if isinstance(opt.value, ast.Duration):
@@ -491,6 +491,13 @@ def check_checks(spec: Spec) -> None:
                     timeout = None if v is None or isinstance(v, tuple) else float(v)
                 if timeout is not None and timeout <= 0:
                     spec.error(E_BAD_VALUE, "the timeout must be positive", opt.value.span)
+            elif opt.key == "arithmetic":
+                arithmetic = opt.value.name
+                if arithmetic not in ir.ARITHMETICS:
+                    spec.error(E_BAD_VALUE, f"unknown arithmetic '{arithmetic}'", opt.value.span,
+                               "use float32 (proofs cover the deployed float32 network; the default) or real "
+                               "(the real-valued network only, as α,β-CROWN and Marabou verify)")
+                    arithmetic = "float32"
             else:
                 backend = opt.value.name
                 known = backend_names()
@@ -505,7 +512,7 @@ def check_checks(spec: Spec) -> None:
                            "check each property once (options go on that statement)")
                 continue
             planned.add(ident.name)
-            plan.append((ident.name, ir.CheckOptions(timeout, backend), stmt.span))
+            plan.append((ident.name, ir.CheckOptions(timeout, backend, arithmetic), stmt.span))
     spec.check_plan = plan
 
 

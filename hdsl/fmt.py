@@ -228,8 +228,8 @@ class _Printer:
 
     @staticmethod
     def _check_option(o: ast.CheckOption) -> str:
-        if o.key == "backend":
-            return f"backend {o.value.name}"
+        if o.key in ("backend", "arithmetic"):
+            return f"{o.key} {o.value.name}"
         return f"timeout {o.value.text if isinstance(o.value, ast.Duration) else _sum(o.value)}"
 
     def block(self, s, head: str, has_block: bool, items, render, tail: str) -> None:

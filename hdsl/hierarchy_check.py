@@ -696,8 +696,8 @@ def solve_level_queries(queries: Sequence[ir.Query], timeout: float | None = Non
     groups: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
     for qi, q in enumerate(queries):
         n = q.network.num_outputs or (len(q.network.classes) if q.network.classes else None)
-        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None:
-            continue
+        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None or q.options.arithmetic != "float32":
+            continue  # arithmetic real: solve_hierarchy_query re-checks counterexamples
         S = argmax_set(q.spec, n)
         if S is None:
             continue
@@ -772,6 +772,11 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     Verdicts are remembered per (network, centre, radius), so the levels of one
     input share work across queries: a proved set proves every superset, a
     counterexample for a set (replayed again) falsifies every subset.
+
+    The level driver's bounds are float32-sound, so its proofs also hold under
+    ``arithmetic real``; its counterexamples are re-checked in real arithmetic
+    there (``_holds_in_arithmetic``), the rest goes to the planner in the query's
+    arithmetic.
     """
     from hdsl.backends import Budget
     from hdsl.planner import as_budget, solve_query
@@ -809,12 +814,12 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                           f"implied by the proof for the smaller set {list(S2)}")
         if lv.verdict is Verdict.FALSIFIED and set(S2) >= set(S) and lv.counterexample is not None:
             ce = checker.replay(np.asarray(lv.counterexample.x), S)
-            if ce is not None:
+            if ce is not None and _holds_in_arithmetic(query, ce, S, n):
                 adv = _top_outside(ce.y, S)
                 return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
                               time.monotonic() - t0, f"implied by the counterexample for level {lv.level}; "
                               + _adv_message(adv, label, done, query.network, query.level is not None))
-    same = _OPEN.get((key, tuple(S)))
+    same = _OPEN.get((key, tuple(S), query.options.arithmetic))
     if same is not None and same[0] >= budget.left():  # the same set, already left open with more time
         return replace_result(same[1], query_id=query.id, time_s=time.monotonic() - t0,
                               message=f"the same set as {same[1].query_id}, left open with "
@@ -825,6 +830,8 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                              sets=[(level, S, f"level {level}")])
     lv = next(v for v in pr.levels if v.classes == tuple(S))
     done.append((tuple(S), lv))
+    if lv.verdict is Verdict.FALSIFIED and not _holds_in_arithmetic(query, lv.counterexample, S, n):
+        lv = replace_result(lv, verdict=Verdict.UNKNOWN, counterexample=None)  # float32-only: the planner decides
     if lv.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
         msg = ""
         if lv.verdict is Verdict.FALSIFIED and lv.adversarial_class is not None:
@@ -845,8 +852,20 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     out = replace_result(rest, time_s=time.monotonic() - t0,
                          message=(rest.message + "; " if rest.message else "") + note)
     if out.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
-        _OPEN[(key, tuple(S))] = (budget.deadline - t0, out)
+        _OPEN[(key, tuple(S), query.options.arithmetic)] = (budget.deadline - t0, out)
     return out
+
+
+def _holds_in_arithmetic(query: ir.Query, ce, classes, n) -> bool:
+    """Whether a replayed counterexample also violates in the query's arithmetic (``hdsl.replay``)."""
+    if query.options.arithmetic != "real":
+        return True
+    if ce is None:
+        return False
+    from hdsl.replay import real_outputs, violates_in_real_arithmetic
+
+    y = real_outputs(query.network, np.asarray(ce.x, np.float64).reshape(1, -1))[0]
+    return violates_in_real_arithmetic(level_spec(classes, n), y)
 
 
 Z3_MAX_RELUS = 1000  # above this Z3 does not finish in a query's budget (cifar10_small, 2,568 ReLUs: 0 of 90 in 5 s)

@@ -24,7 +24,7 @@ KEYWORD_GROUPS: dict[str, tuple[str, ...]] = {
     "operator": ("and", "argmax", "implies", "in", "not", "or"),
     "constant": ("all", "false", "true"),
     # options inside blocks, calls and statements
-    "option": ("backend", "baseline", "column", "confidence", "header", "input", "intervene", "key", "label",
+    "option": ("arithmetic", "backend", "baseline", "column", "confidence", "header", "input", "intervene", "key", "label",
                "layer", "layout", "level", "mean", "metric", "normalize", "of", "outputs", "over", "removal",
                "samples", "scale", "seed", "shape", "skip", "std", "steps", "take", "target", "timeout", "to",
                "top", "with"),

@@ -213,6 +213,9 @@ class ToAst(Transformer):
     def check_backend(self, c):
         return ast.CheckOption("backend", self._ident(c[1]), self._sp(c))
 
+    def check_arithmetic(self, c):
+        return ast.CheckOption("arithmetic", self._ident(c[1]), self._sp(c))
+
     def explainer_decl(self, c):
         return ast.ExplainerDecl(self._ident(c[1]), c[3], self._sp(c))
 

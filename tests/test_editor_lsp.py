@@ -206,7 +206,8 @@ def test_completion_names_fit_the_context(spec_file):
         got = complete_at(analyse(spec_file.as_uri(), text5), len(text5.split("\n")) - 1, len(tail))
         assert {i.label for i in got if i.kind != lsp.CompletionItemKind.Keyword} == names, tail
     for tail, expected in [("model m = ", {"onnx"}), ("hierarchy g over c3 = ", {"json", "newick", "nbdt"}),
-                           ("data e = ", {"npz", "npy", "csv"}), ("check p backend ", {"auto", "bounds", "z3", "attack"})]:
+                           ("data e = ", {"npz", "npy", "csv"}), ("check p backend ", {"auto", "bounds", "z3", "attack"}),
+                           ("check p arithmetic ", {"float32", "real"})]:
         text4 = SPEC + tail
         a4 = analyse(spec_file.as_uri(), text4)
         assert expected <= _labels(complete_at(a4, len(text4.split("\n")) - 1, len(tail))), tail

@@ -53,7 +53,8 @@ class BabBackend:
         # contend with torch's and with other processes (10x slower rounding bounds on a busy 2-core machine).
         with threadpool_limits(limits=1, user_api="blas"):
             out = search(prep.net, prep.rows, prep.boxes, prep.replay, budget.deadline, use_z3=self.use_z3,
-                         device=self.device if self.device is not None else default_device())
+                         device=self.device if self.device is not None else default_device(),
+                         arithmetic=query.options.arithmetic)
         verdict = {
             "proved": Verdict.PROVED,
             "falsified": Verdict.FALSIFIED,

@@ -162,6 +162,7 @@ def input_split(
     alpha_iters: int = 5,
     alpha_after_s: float = 2.0,
     device=None,
+    arithmetic: str = "float32",
 ) -> BabOutcome:
     t0 = time.monotonic()
     tn = TorchNet.of(net, device)
@@ -214,7 +215,7 @@ def input_split(
                 out = crown(tn, tn.tensor(lo), tn.tensor(hi), C, d, intermediate=mode, prior=prior)
             lb, coef = to_numpy(out.row_lb), to_numpy(out.coef)
             pre_np = [(to_numpy(l), to_numpy(u)) for l, u in out.pre]
-            slack = batch_slack(net, rows.A, pre_np, lo, hi)
+            slack = batch_slack(net, rows.A, pre_np, lo, hi, arithmetic)
             excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | mask
             if conj:
                 excl = exclude_by_combination(rows, lb, coef, slack, lo, hi, excl)
@@ -277,7 +278,7 @@ def input_split(
             cand = np.nonzero(unstable <= pattern_unstable)[0]
             done = prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, cand)
             failed = cand[~done[cand]]
-            if len(failed):
+            if len(failed) and arithmetic == "float32":
                 # A second try on the failures alone (the optimiser's step depends on the batch), then:
                 # are the rest safe in real arithmetic, but not by more than the float32 rounding bound?
                 done |= prove_by_patterns(net, rows, lo, hi, pre_np, excl, slack, failed)
@@ -300,7 +301,8 @@ def input_split(
             sub = sub_rows(rows, keep)
             leaf_deadline = min(deadline, time.monotonic() + z3_leaf_s) if splittable[i] else deadline
             res = decide_exact(
-                net, sub, lo[i], hi[i], replay, leaf_deadline, pre=[(l[i], u[i]) for l, u in pre_np]
+                net, sub, lo[i], hi[i], replay, leaf_deadline, pre=[(l[i], u[i]) for l, u in pre_np],
+                arithmetic=arithmetic,
             )
             if res.status == "falsified":
                 return BabOutcome("falsified", res.counterexample, stats=_fin(stats, t0), decided_by="z3")

@@ -51,6 +51,7 @@ def relu_split(
     root_iters: int = 20,
     root_share: float = 0.25,
     device=None,
+    arithmetic: str = "float32",
 ) -> BabOutcome:
     t0 = time.monotonic()
     if rows.n_disjuncts == 0:
@@ -110,7 +111,7 @@ def relu_split(
         for l_, u_ in pre_np:
             empty |= (l_ > u_ + 1e-9 * (1 + np.abs(u_))).any(axis=1)
         stats["infeasible"] += int(empty.sum())
-        slack = batch_slack(net, rows.A, pre_np, lo, hi)
+        slack = batch_slack(net, rows.A, pre_np, lo, hi, arithmetic)
         excl = rows.excluded(lb - 1e-9 * np.abs(lb), slack) | np.stack([dm[4] for dm in doms])
         open_ = ~excl.all(axis=1) & ~empty
         warm = [None] * n
@@ -174,7 +175,7 @@ def relu_split(
                 fx = [dm[1].get(k, np.zeros(widths[k], np.int8)) if net.layers[k].relu else None for k in range(L)]
                 leaf_deadline = deadline if best_k < 0 else min(deadline, time.monotonic() + z3_leaf_s)
                 res = decide_exact(net, sub_rows(rows, ~excl[i]), parts[dm[0]][0], parts[dm[0]][1], replay,
-                                   leaf_deadline, fixed=fx, pre=pre_i)
+                                   leaf_deadline, fixed=fx, pre=pre_i, arithmetic=arithmetic)
                 if res.status == "falsified":
                     return BabOutcome("falsified", res.counterexample, stats=_fin(stats, t0), decided_by="z3")
                 if res.status == "proved":

@@ -79,7 +79,7 @@ class BoundsBackend:
         groups: dict[tuple, list[int]] = {}
         for i, q in enumerate(queries):
             n = q.network
-            groups.setdefault((n.path, n.mean, n.std, tuple(n.input_shape)), []).append(i)
+            groups.setdefault((n.path, n.mean, n.std, tuple(n.input_shape), q.options.arithmetic), []).append(i)
         out: list[Result | None] = [None] * len(queries)
         for idxs in groups.values():
             for i, r in zip(idxs, self._run_group([queries[i] for i in idxs], budget)):
@@ -96,6 +96,7 @@ class BoundsBackend:
 
         t0 = time.monotonic()
         net = queries[0].network
+        arithmetic = queries[0].options.arithmetic  # one per group (run_batch groups by it)
         graph = load_onnx(net.path)
         if net.mean is not None or net.std is not None:
             k = max(len(net.mean or ()), len(net.std or ()), 1)
@@ -177,7 +178,7 @@ class BoundsBackend:
                 try:
                     state = bound_state(graph, lo64[sel], hi64[sel], method, device, deadline=budget.deadline,
                                         prior=state if deep else None, alpha_iters=self.alpha_intermediate_iters,
-                                        alpha_lr=self.alpha_lr)
+                                        alpha_lr=self.alpha_lr, arithmetic=arithmetic)
                 except BoundsTimeout:
                     break
                 state_sel = sel
@@ -249,7 +250,7 @@ class BoundsBackend:
             it = items[j]
             boxes = [it.boxes[sel[k] - it.first] for k in ks]
             ces = replay_many(it.query.network, it.query.spec, boxes, found.x[ks], list(range(len(ks))),
-                              found.y[ks])
+                              found.y[ks], it.query.options.arithmetic)
             it.stats[f"{stage}_candidates"] = len(ks)
             for ce in ces:
                 if ce is not None:

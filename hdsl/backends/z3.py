@@ -41,8 +41,8 @@ def _encoding(net, key: tuple, lo: np.ndarray, hi: np.ndarray, pre):
     return enc
 
 
-def box_bounds(net, rows, lo: np.ndarray, hi: np.ndarray):
-    """CROWN pre-activation bounds on one box (numpy) and the float32 slack of each spec row."""
+def box_bounds(net, rows, lo: np.ndarray, hi: np.ndarray, arithmetic: str = "float32"):
+    """CROWN pre-activation bounds on one box (numpy) and the rounding slack of each spec row."""
     import torch
 
     from hdsl.bab.common import batch_slack
@@ -54,7 +54,7 @@ def box_bounds(net, rows, lo: np.ndarray, hi: np.ndarray):
         out = crown(tn, tn.tensor(lo).reshape(1, -1), tn.tensor(hi).reshape(1, -1), tn.tensor(A),
                     tn.tensor(np.zeros(A.shape[0])))
     pre = [(l[0].numpy(), u[0].numpy()) for l, u in out.pre]
-    slack = batch_slack(net, rows.A, [(l[None], u[None]) for l, u in pre], lo[None], hi[None])[0]
+    slack = batch_slack(net, rows.A, [(l[None], u[None]) for l, u in pre], lo[None], hi[None], arithmetic)[0]
     return pre, slack
 
 
@@ -93,7 +93,7 @@ class Z3Backend:
             if budget.expired():
                 timed_out = True
                 break
-            pre, slack = box_bounds(prep.net, prep.rows, lo, hi)
+            pre, slack = box_bounds(prep.net, prep.rows, lo, hi, prep.arithmetic)
             key = (str(query.network.path), file_stamp(str(query.network.path)), query.network.mean,
                    query.network.std, lo.tobytes(), hi.tobytes())
             enc = _encoding(prep.net, key, lo, hi, pre)
@@ -110,7 +110,8 @@ class Z3Backend:
                 undecided.append(out.message or out.status)
         if not undecided and not timed_out:
             return self._result(query, Verdict.PROVED, t0, stats=stats,
-                                message=f"unsat with float32 slack ({int(stats['unstable'])} unstable ReLUs)")
+                                message=f"unsat {'in real arithmetic' if prep.arithmetic == 'real' else 'with float32 slack'}"
+                                f" ({int(stats['unstable'])} unstable ReLUs)")
         if timed_out:
             return self._result(query, Verdict.TIMEOUT, t0, stats=stats, message="Z3 ran out of time")
         return self._result(query, Verdict.UNKNOWN, t0, stats=stats, message="; ".join(undecided))

@@ -28,7 +28,7 @@ import torch
 from hdsl.bounds.alpha import alpha_spec_lower_bound, init_alphas, optimise_slopes
 from hdsl.bounds.crown import (BoundState, BoundsTimeout, interval_spec_lower, intermediate_bounds,
                                spec_lower_bound)
-from hdsl.bounds.fp import final_margin
+from hdsl.bounds.fp import final_margin, unit_roundoff
 from hdsl.nn.graph import Graph
 
 METHODS = ("ibp", "crown", "alpha")
@@ -85,27 +85,31 @@ def as_box(graph: Graph, lo, hi, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def bound_state(graph: Graph, lo, hi, method: str = "crown", device=None, fp: bool = True,
                 max_elems: int = 2 ** 25, deadline: float | None = None, prior: BoundState | None = None,
-                alpha_iters: int = 10, alpha_lr: float = 0.25) -> BoundState:
+                alpha_iters: int = 10, alpha_lr: float = 0.25, arithmetic: str = "float32") -> BoundState:
     """Intermediate bounds of every node for a batch of boxes (reusable across specs).
 
     ``method="alpha"`` also optimises the slopes for the intermediate bounds
     (``alpha_iters`` per layer), starting from ``prior`` (a CROWN state of the
     same boxes) when given. ``deadline`` (``time.monotonic()``): raises
     ``BoundsTimeout`` once passed (for ``alpha`` with a prior: stops optimising).
+    ``arithmetic="real"`` bounds the real-valued network only (``hdsl.bounds.fp``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}; use one of {METHODS}")
     g64 = prepare(graph, device)
     lo, hi = as_box(graph, lo, hi, g64.device)
+    unit = unit_roundoff(arithmetic)
     with torch.no_grad():
         if method == "alpha":
             if prior is None:
-                prior = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline)
-            state = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline, prior, alpha_iters, alpha_lr)
+                prior = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline, unit=unit)
+            state = intermediate_bounds(g64, lo, hi, "crown", fp, max_elems, deadline, prior, alpha_iters, alpha_lr,
+                                        unit=unit)
             state.method = "alpha"
             state.prior = prior
             return state
-        return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems, deadline)
+        return intermediate_bounds(g64, lo, hi, "ibp" if method == "ibp" else "crown", fp, max_elems, deadline,
+                                   unit=unit)
 
 
 def spec_bounds(state: BoundState, C: torch.Tensor, d: torch.Tensor | None = None, method: str = "crown",

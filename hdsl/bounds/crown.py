@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from hdsl.bounds.fp import TRANSCENDENTAL_TOL
+from hdsl.bounds.fp import TRANSCENDENTAL_TOL, U
 from hdsl.bounds.ibp import node_interval
 from hdsl.nn.graph import NONLINEAR_OPS, Graph, Node
 
@@ -360,7 +360,7 @@ class BoundsTimeout(Exception):
 def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = "crown",
                         fp: bool = True, max_elems: int = 2 ** 25, deadline: float | None = None,
                         prior: BoundState | None = None, alpha_iters: int = 0,
-                        alpha_lr: float = 0.25) -> BoundState:
+                        alpha_lr: float = 0.25, unit: float = U) -> BoundState:
     """Bounds of every node: IBP, refined by CROWN on the inputs of nonlinear ops (``method != 'ibp'``).
 
     ``prior`` (bounds of the same boxes, e.g. from CROWN) are intersected in;
@@ -375,7 +375,7 @@ def intermediate_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method
     state.bounds[graph.input_name] = (lo, hi)
     inexact = _needs_crown(graph) if method != "ibp" else {}
     for node in graph.nodes[1:]:
-        l, u, err = node_interval(node, [state.bounds[i] for i in node.inputs], fp)
+        l, u, err = node_interval(node, [state.bounds[i] for i in node.inputs], fp, unit)
         if err is not None:
             state.noise[node.name] = err
         if prior is not None and node.name in prior.bounds:

@@ -33,7 +33,11 @@ How
    floating point. Sigmoid and tanh get an extra absolute tolerance
    (``TRANSCENDENTAL_TOL``) for the implementation error of the float32 library
    (onnxruntime's are accurate to a few ulp; we allow 2e-6).
-5. Input regions are taken as real boxes (float64 ends), so every float32
+5. ``arithmetic real`` (``unit_roundoff``) keeps the same model with ``u = 2^-48``:
+   the bounds then hold for the real-valued network only and pay just for their
+   own float64 arithmetic (point 3's argument with a factor 32 over float64's
+   ``2^-53`` instead of float32's slack; still ~1e-14 per unit of magnitude).
+6. Input regions are taken as real boxes (float64 ends), so every float32
    input inside the box is covered.
 
 ``tests/test_bounds_soundness.py`` checks the model: bounds contain float64
@@ -46,12 +50,25 @@ from __future__ import annotations
 import torch
 
 U = 2.0 ** -23  # twice float32's unit roundoff (see point 3)
+U_REAL = 2.0 ** -48  # 32 times float64's: ``arithmetic real`` pays only for the bounds' own float64 rounding
 TRANSCENDENTAL_TOL = 2e-6
 
 
-def gamma(n: int) -> float:
-    """Error factor for a float32 dot product of length ``n`` plus a bias (with the factor-2 slack)."""
-    k = (n + 1) * U
+def unit_roundoff(arithmetic: str = "float32") -> float:
+    """The ``u`` of the error model for a query's ``arithmetic`` (``hdsl.ir.CheckOptions``).
+
+    ``"real"`` proves the real-valued network only, so the noise model covers
+    just the float64 rounding of the bound computation (point 3's argument with
+    ``2^-48`` against float64's ``2^-53``) instead of a float32 execution.
+    """
+    if arithmetic not in ("float32", "real"):
+        raise ValueError(f"unknown arithmetic {arithmetic!r}; use float32 or real")
+    return U if arithmetic == "float32" else U_REAL
+
+
+def gamma(n: int, u: float = U) -> float:
+    """Error factor for a dot product of length ``n`` plus a bias in unit roundoff ``u`` (float32 with slack)."""
+    k = (n + 1) * u
     if k >= 0.5:
         raise ValueError(f"fan-in {n} too large for the float32 error model")
     return k / (1.0 - k)

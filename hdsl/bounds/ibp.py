@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hdsl.bounds.fp import TRANSCENDENTAL_TOL, gamma
+from hdsl.bounds.fp import TRANSCENDENTAL_TOL, U, gamma
 from hdsl.nn.graph import Graph, Node, _conv
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -59,8 +59,9 @@ def abs_bias(node: Node):
 EXACT_OPS = frozenset({"reshape", "transpose", "concat"})
 
 
-def node_interval(node: Node, ins: list[Interval], fp: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Output interval of ``node`` and its float32 noise bound (``None`` when exact)."""
+def node_interval(node: Node, ins: list[Interval], fp: bool = True,
+                  unit: float = U) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Output interval of ``node`` and its rounding noise bound in unit roundoff ``unit`` (``None`` when exact)."""
     op = node.op
     if op in EXACT_OPS:
         return node.apply([l for l, _ in ins]), node.apply([u for _, u in ins]), None
@@ -83,6 +84,6 @@ def node_interval(node: Node, ins: list[Interval], fp: bool = True) -> tuple[tor
     err = None
     if fp:
         mags = [torch.maximum(l.abs(), u.abs()) for l, u in ins]
-        err = gamma(fan_in(node)) * (abs_apply(node, mags) + abs_bias(node))
+        err = gamma(fan_in(node), unit) * (abs_apply(node, mags) + abs_bias(node))
         rad = rad + err
     return mid - rad, mid + rad, err

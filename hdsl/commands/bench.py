@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands.arithmetic import HELP as ARITHMETIC_HELP
+
 
 def bench(
     folder: str = typer.Argument(..., help="benchmark folder with instances.csv (onnx,vnnlib,timeout; no header)"),
@@ -17,6 +19,7 @@ def bench(
     timeout_scale: float = typer.Option(1.0, "--timeout-scale", min=0.0, help="multiply every instance's timeout"),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.0, help="use this timeout (s) for every instance"),
     backend: str = typer.Option("auto", "--backend", help="planner backend: auto or a registered backend name"),
+    arithmetic: str = typer.Option("float32", "--arithmetic", help=ARITHMETIC_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON on standard output"),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="also write the JSON results to this file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-instance progress lines"),
@@ -32,6 +35,9 @@ def bench(
     from rich.console import Console
 
     from hdsl.bench import read_truth, render_table, run_benchmark, summary_lines
+    from hdsl.commands.arithmetic import checked
+
+    checked(arithmetic)
 
     truth_path = None if no_truth else (truth or (str(Path(folder) / "ground_truth.csv")
                                                   if (Path(folder) / "ground_truth.csv").exists() else None))
@@ -55,7 +61,7 @@ def bench(
                   soft_wrap=True)
 
     report = run_benchmark(folder, truth=gt, pattern=pattern, limit=limit, timeout_scale=timeout_scale,
-                           timeout=timeout, backend=backend, progress=progress)
+                           timeout=timeout, backend=backend, arithmetic=arithmetic, progress=progress)
     data = report.to_json()
     data["settings"]["truth"] = truth_path
     if out:

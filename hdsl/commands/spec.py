@@ -13,6 +13,9 @@ from typing import List, Optional
 
 import typer
 
+from hdsl.commands.arithmetic import HELP as ARITHMETIC_HELP
+from hdsl.commands.arithmetic import checked as checked_arithmetic
+
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -118,6 +121,7 @@ def check_cmd(
     timeout: Optional[float] = typer.Option(None, "--timeout", help=f"seconds per query (default: the spec's "
                                                                      f"`timeout`, else {DEFAULT_TIMEOUT:g})"),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto | bounds | z3 (default: the spec's)"),
+    arithmetic: Optional[str] = typer.Option(None, "--arithmetic", help=ARITHMETIC_HELP + " (default: the spec's)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document instead of the table"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML to this file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, only the summary"),
@@ -143,8 +147,9 @@ def check_cmd(
 
         raise HdslError.single("E202", f"unknown backend '{backend}'", hint="use one of: " +
                                ", ".join(_backend_choices()))
+    checked_arithmetic(arithmetic)
     spec = _checked(spec_file, as_json)
-    program = lower(spec)
+    program = _with_arithmetic(lower(spec), arithmetic)
     from hdsl.runner import RunInterrupted
 
     try:
@@ -167,6 +172,11 @@ def check_cmd(
 
         console = _console()
         console.print(results_table(summaries, title=f"hdsl check {spec_file}"))
+        real = sorted({c.property for c in program.checks for i in c.items
+                       if getattr(getattr(i, "options", None), "arithmetic", "float32") == "real"})
+        if real:
+            console.print(f"[yellow]arithmetic real[/] ({', '.join(real)}): proved covers the real-valued network "
+                          "only, not its float32 execution.")
         if not quiet:
             _print_details(console, pairs, items)
         # --- hierarchy (hdsl.report.hierarchy): levels × eps and granularity tables for level queries
@@ -191,6 +201,22 @@ def _print_interrupted(program, results) -> None:
     console.print(results_table(summarise(done), title="interrupted: finished items"))
     console.print(f"[yellow]interrupted[/]: {len(done)} of {len(props)} items finished and stored; "
                   "run the same command again to resume.")
+
+
+def _with_arithmetic(program, arithmetic: str | None):
+    """``--arithmetic`` over the spec's choice, on every query (so reports and the store see it)."""
+    if arithmetic is None:
+        return program
+    from dataclasses import replace
+
+    from hdsl import ir
+
+    def one(item):
+        if isinstance(item, ir.Query):
+            return replace(item, options=replace(item.options, arithmetic=arithmetic))
+        return item
+
+    return replace(program, checks=tuple(replace(c, items=tuple(one(i) for i in c.items)) for c in program.checks))
 
 
 def _backend_choices() -> tuple[str, ...]:
@@ -222,7 +248,7 @@ def _run(program, timeout: float | None, backend: str | None, show_progress: boo
             if isinstance(item, ir.Query):
                 opts = item.options
                 item = replace(item, options=ir.CheckOptions(timeout if timeout is not None else opts.timeout,
-                                                             backend or opts.backend))
+                                                             backend or opts.backend, opts.arithmetic))
             props.append(c.property)
             items.append(item)
     config = RunConfig(timeout=timeout if timeout is not None else DEFAULT_TIMEOUT, workers=run.workers,

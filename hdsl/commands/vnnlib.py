@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands.arithmetic import HELP as ARITHMETIC_HELP
+
 
 def vnnlib(
     onnx: str = typer.Argument(..., help="the network (ONNX)"),
@@ -14,6 +16,7 @@ def vnnlib(
     out: Optional[str] = typer.Option(None, "--out", "-o",
                                       help="also write the VNN-COMP result file (verdict line, then the counterexample)"),
     backend: str = typer.Option("auto", "--backend", help="planner backend: auto or a registered backend name"),
+    arithmetic: str = typer.Option("float32", "--arithmetic", help=ARITHMETIC_HELP),
 ) -> None:
     """Run a VNN-COMP instance: prints sat / unsat / unknown / timeout on the first line of standard output.
 
@@ -29,8 +32,9 @@ def vnnlib(
 
     from hdsl.bench import result_file_text, solve_instance
     from hdsl.cli import ExitCode
+    from hdsl.commands.arithmetic import checked
 
-    outcome = solve_instance(onnx, prop, timeout, backend=backend)
+    outcome = solve_instance(onnx, prop, timeout, backend=backend, arithmetic=checked(arithmetic))
     text = result_file_text(outcome)
     typer.echo(text, nl=False)
     if out is not None:

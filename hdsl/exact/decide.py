@@ -65,7 +65,7 @@ def decide_box(
                 return ExactOutcome(
                     "unknown",
                     time_s=time.monotonic() - t0,
-                    message="violations exist only within float32 rounding of the spec boundary; none replayed",
+                    message="violations exist only within rounding of the spec boundary; none replayed",
                     unstable=enc.unstable,
                 )
             if ans.status != "sat":
@@ -128,12 +128,13 @@ def make_encoding(net: PwlNet, lo, hi, pre, fixed=None, isolate: bool | None = N
     return Z3Network(net, lo, hi, pre, fixed)
 
 
-def box_slack(net: PwlNet, rows: SpecRows, pre_np, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The float32 slack per spec row over one box (see ``hdsl.exact.fperr``)."""
+def box_slack(net: PwlNet, rows: SpecRows, pre_np, lo: np.ndarray, hi: np.ndarray,
+              arithmetic: str = "float32") -> np.ndarray:
+    """The rounding slack per spec row over one box (see ``hdsl.exact.fperr``, ``batch_slack``)."""
     from hdsl.bab.common import batch_slack
 
     pre_b = [(np.atleast_2d(l), np.atleast_2d(u)) for l, u in pre_np]
-    return batch_slack(net, rows.A, pre_b, np.atleast_2d(lo), np.atleast_2d(hi))[0]
+    return batch_slack(net, rows.A, pre_b, np.atleast_2d(lo), np.atleast_2d(hi), arithmetic)[0]
 
 
 def decide_exact(
@@ -146,8 +147,11 @@ def decide_exact(
     use_bounds: bool = True,
     fixed: list[np.ndarray] | None = None,
     pre=None,
+    arithmetic: str = "float32",
 ) -> ExactOutcome:
-    """Encode ``net`` over the box (with CROWN bounds unless told not to) and decide it."""
+    """Encode ``net`` over the box (with CROWN bounds unless told not to) and decide it.
+
+    ``arithmetic="real"``: the real-valued network only (no float32 slack)."""
     import torch
 
     from hdsl.bab.crown import TorchNet, crown
@@ -164,6 +168,6 @@ def decide_exact(
             fixed=[tn.tensor(f, torch.int8).unsqueeze(0) if f is not None else None for f in fixed] if fixed else None,
         )
         pre = [(l[0].numpy(), u[0].numpy()) for l, u in out.pre]
-    slack = box_slack(net, rows, pre, lo, hi)
+    slack = box_slack(net, rows, pre, lo, hi, arithmetic)
     enc = make_encoding(net, lo, hi, pre if use_bounds else None, fixed)
     return decide_box(enc, rows, slack, lo, hi, replay, deadline)

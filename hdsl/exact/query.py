@@ -43,8 +43,13 @@ class Prepared:
     boxes: list[tuple[np.ndarray, np.ndarray]]
     query: ir.Query
 
+    @property
+    def arithmetic(self) -> str:
+        return self.query.options.arithmetic
+
     def replay(self, x32: np.ndarray) -> Counterexample | None:
-        """Confirm a float32 candidate on the real model (None unless inside a box and violating)."""
+        """Confirm a float32 candidate on the real model (None unless inside a box and violating, in the
+        query's arithmetic)."""
         from hdsl.replay import replay
 
         x = np.asarray(x32, dtype=np.float32).reshape(-1)
@@ -52,7 +57,7 @@ class Prepared:
         for lo, hi in self.boxes:
             if np.all(xd >= lo) and np.all(xd <= hi):
                 return replay(self.query.network, self.query.spec, (lo, hi), x,
-                              self.net.forward(xd.reshape(1, -1), dtype=np.float32))
+                              self.net.forward(xd.reshape(1, -1), dtype=np.float32), self.arithmetic)
         return None
 
 

@@ -166,6 +166,11 @@ def _name_items(a: Analysis, prefix: str, offset: int) -> list[lsp.CompletionIte
     if previous == "=" and context and context[0] in _formats() and context.count("=") == 1:
         return [lsp.CompletionItem(f, kind=lsp.CompletionItemKind.EnumMember, detail=f"{context[0]} format",
                                    sort_text="0" + f) for f in _formats()[context[0]]]
+    if previous == "arithmetic":
+        from hdsl.ir import ARITHMETICS
+
+        return [lsp.CompletionItem(a, kind=lsp.CompletionItemKind.EnumMember, detail="arithmetic", sort_text="0" + a)
+                for a in ARITHMETICS]
     if previous == "backend":
         return [lsp.CompletionItem(b, kind=lsp.CompletionItemKind.EnumMember, detail="backend", sort_text="0" + b)
                 for b in _backends()]

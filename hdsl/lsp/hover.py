@@ -47,6 +47,8 @@ KEYWORD_DOCS = {
     "all": "level all: every level of the hierarchy, one verdict each",
     "timeout": "timeout 60s: the time budget per property (ms, s, min, h)",
     "backend": "backend auto | bounds | z3 | attack: which decision procedure to use",
+    "arithmetic": "arithmetic float32 | real: what proved covers; float32 (default): the real-valued network and "
+                  "any float32 execution of it; real: the real-valued network only (as α,β-CROWN and Marabou)",
     "with": "with confidence c samples n seed s: statistics for measured properties",
     "normalize": "normalize mean [...] std [...]: the model sees (x - mean) / std per channel",
     "input": "input [3, 32, 32] in [0, 1]: a model's input shape (no batch) and range; in a data block, "

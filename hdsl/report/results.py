@@ -100,4 +100,7 @@ def query_meta(query) -> dict:
             meta[key] = value
     if getattr(query, "label", None) is not None and query.network.classes:
         meta["label_name"] = _class_name(query.network, query.label)
+    options = getattr(query, "options", None)
+    if options is not None and hasattr(options, "arithmetic"):
+        meta["arithmetic"] = options.arithmetic  # what "proved" covers (hdsl.ir.CheckOptions)
     return meta
