@@ -196,3 +196,18 @@ def test_fmt_keeps_the_option(tmp_path):
 
     src = open(_spec(tmp_path, "check pos  timeout 20s   arithmetic real")).read()
     assert "check pos timeout 20s arithmetic real" in format_text(src)
+
+
+def test_hierarchy_counterexamples_are_rechecked_in_real_arithmetic(tmp_path):
+    from hdsl.hierarchy_check import _holds_in_arithmetic
+    from hdsl.results import Counterexample
+
+    net = PwlNet((Layer(np.array([[1.0], [0.0], [0.0]], F32), np.array([0.0, 0.0, 0.5], F32), False),))
+    q = _query(tmp_path, net, POSITIVE, (0.0,), (1.0,), "auto", "real")  # y = (x, 0, 0.5)
+    inside, outside = Counterexample((0.9,), (0.9, 0.0, 0.5), 0.0, "onnxruntime"), \
+        Counterexample((0.2,), (0.2, 0.0, 0.5), 0.0, "onnxruntime")
+    assert _holds_in_arithmetic(q, outside, (0, 1), 3)  # class 2 wins: outside {0, 1} in real arithmetic too
+    assert not _holds_in_arithmetic(q, inside, (0, 1), 3)  # class 0 wins in the real network
+    assert not _holds_in_arithmetic(q, None, (0, 1), 3)
+    q32 = replace(q, options=replace(q.options, arithmetic="float32"))
+    assert _holds_in_arithmetic(q32, inside, (0, 1), 3)  # float32: the onnxruntime replay already decided
