@@ -57,9 +57,10 @@ def real_outputs(network: ir.Network, x: np.ndarray) -> np.ndarray:
     rounding), at raw inputs ``x`` [N, n]."""
     import torch
 
+    from hdsl.bounds import prepare
     from hdsl.nn.onnx_import import load_onnx
 
-    graph = load_onnx(network.path).to(device="cpu", dtype=torch.float64)
+    graph = prepare(load_onnx(network.path), "cpu")  # the cached float64 twin, not a fresh copy per replay
     xn = normalise(network, np.asarray(x, dtype=np.float64).reshape(len(x), -1))
     with torch.no_grad():
         return graph.forward(torch.as_tensor(xn).reshape(len(x), *graph.input_shape)).numpy()

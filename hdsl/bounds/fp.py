@@ -61,8 +61,10 @@ def unit_roundoff(arithmetic: str = "float32") -> float:
     just the float64 rounding of the bound computation (point 3's argument with
     ``2^-48`` against float64's ``2^-53``) instead of a float32 execution.
     """
-    if arithmetic not in ("float32", "real"):
-        raise ValueError(f"unknown arithmetic {arithmetic!r}; use float32 or real")
+    from hdsl.ir import ARITHMETICS
+
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"unknown arithmetic {arithmetic!r}; use one of {ARITHMETICS}")
     return U if arithmetic == "float32" else U_REAL
 
 
