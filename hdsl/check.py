@@ -34,6 +34,7 @@ E_SHAPE = "E303"
 E_OUTPUTS = "E305"
 E_FORMAT = "E306"
 E_TOO_DEEP = "E316"
+W_NO_EFFECT = "W317"
 E_IMPORT_MISSING = "E410"
 E_MODEL_MISSING = "E411"
 E_MODEL_UNREADABLE = "E412"
@@ -513,7 +514,20 @@ def check_checks(spec: Spec) -> None:
                 continue
             planned.add(ident.name)
             plan.append((ident.name, ir.CheckOptions(timeout, backend, arithmetic), stmt.span))
+            _warn_ignored_options(spec, ident.name, stmt.options)
     spec.check_plan = plan
+
+
+def _warn_ignored_options(spec: Spec, name: str, options) -> None:
+    """A warning for each option that the property's items cannot honour (their ``ignored_options()``)."""
+    plan = spec.plans.get(name)
+    ignored: dict[str, str] = {}
+    for item in plan.items if plan is not None else ():
+        if hasattr(item, "ignored_options"):
+            ignored.update(item.ignored_options())
+    for opt in options:
+        if opt.key in ignored:
+            spec.warn(W_NO_EFFECT, f"`{opt.key}` has no effect on property '{name}'", opt.span, ignored[opt.key])
 
 
 def backend_names() -> tuple[str, ...]:

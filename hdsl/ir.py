@@ -211,23 +211,9 @@ class Hierarchy:
 # --------------------------------------------------------------------------- queries
 
 
-ARITHMETICS = ("float32", "real")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckOptions:
-    """How a query is decided; ``arithmetic`` also changes what ``proved`` means.
-
-    ``"float32"`` (the default): proved for the real-valued network *and* for any
-    float32 execution of it (any summation order, FMA or not). ``"real"``: proved
-    for the real-valued network only (the float32 weights taken as exact
-    rationals), the question α,β-CROWN, Marabou and nnenum answer; float32
-    rounding of the deployed network is not covered.
-    """
-
-    timeout: float | None = None  # seconds per query; None = the CLI default
-    backend: str = "auto"  # "auto" | a registered backend name
-    arithmetic: str = "float32"  # one of ARITHMETICS
+# ``CheckOptions`` lives in ``hdsl.check_options`` so that the feature IRs (``hdsl.xai.ir``,
+# ``hdsl.causal.ir``), which this module re-exports, can carry it without a circular import.
+from hdsl.check_options import ARITHMETICS, CheckOptions, options_of  # noqa: E402,F401
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,9 @@ def format_program(program: ir.Program, base: str | None = None) -> str:
     for check in program.checks:
         o = check.options
         timeout = "default" if o.timeout is None else f"{_num(o.timeout)}s"
-        out.append(f"check {check.property} timeout {timeout} backend {o.backend} ({len(check.items)} items)")
+        arithmetic = f" arithmetic {o.arithmetic}" if o.arithmetic != "float32" else ""
+        out.append(f"check {check.property} timeout {timeout} backend {o.backend}{arithmetic} "
+                   f"({len(check.items)} items)")
         for item in check.items:
             if not isinstance(item, ir.Query):
                 out.append(f"  item {item!r}")

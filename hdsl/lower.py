@@ -351,9 +351,10 @@ def lower(spec: Spec) -> ir.Program:
 
 
 def _with_options(item, options: ir.CheckOptions):
-    if isinstance(item, ir.Query) and item.options != options:
-        return ir.Query(item.id, item.network, item.region, item.spec, item.property, options, item.index,
-                        item.label, item.level, item.eps, span=item.span)
+    """The item under its check statement's options (measurements, which take none, as they are)."""
+    own = ir.options_of(item)
+    if own is not None and own != options:
+        return replace(item, options=options)
     return item
 
 

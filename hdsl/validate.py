@@ -75,9 +75,10 @@ def program_problems(program: ir.Program) -> list[str]:
                 ids.add(item.id)
                 if item.property != check.property:
                     out.append(f"{item.id}: belongs to {item.property}, listed under {check.property}")
-                if item.options != check.options:
-                    out.append(f"{item.id}: options differ from its check's")
                 out.extend(query_problems(item))
+            own = ir.options_of(item)
+            if own is not None and own != check.options:
+                out.append(f"{getattr(item, 'id', item)}: options differ from its check's")
     for n in program.networks:
         if n.classes is not None and n.num_outputs is not None and len(n.classes) != n.num_outputs:
             out.append(f"network {n.name}: {len(n.classes)} classes for {n.num_outputs} outputs")

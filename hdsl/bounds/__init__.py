@@ -132,14 +132,15 @@ def spec_bounds(state: BoundState, C: torch.Tensor, d: torch.Tensor | None = Non
 
 def compute_bounds(graph: Graph, lo, hi, C=None, d=None, method: str = "crown", need_upper: bool = True,
                    device=None, fp: bool = True, alpha_iters: int = 20, alpha_lr: float = 0.25,
-                   deadline: float | None = None, alpha_intermediate_iters: int = 10):
+                   deadline: float | None = None, alpha_intermediate_iters: int = 10, arithmetic: str = "float32"):
     """Bounds ``(lb, ub)`` of ``C y + d`` over boxes ``[lo, hi]`` (``ub`` is ``None`` unless ``need_upper``).
 
     ``lo``/``hi``: ``[B, *input_shape]`` (or flattened, or one unbatched box).
     ``C``: ``[B, m, n_out]`` or ``[m, n_out]``; ``None`` means the outputs themselves.
+    ``arithmetic``: what the bounds hold for (``hdsl.bounds.fp``; see ``bound_state``).
     """
     state = bound_state(graph, lo, hi, method, device, fp, deadline=deadline, alpha_iters=alpha_intermediate_iters,
-                        alpha_lr=alpha_lr)
+                        alpha_lr=alpha_lr, arithmetic=arithmetic)
     B, n_out = state.batch, graph.output_size
     dev = state.lo.device
     C = torch.eye(n_out, dtype=torch.float64, device=dev) if C is None else \

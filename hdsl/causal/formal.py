@@ -38,6 +38,7 @@ class FormalResult:
     center_correct: int  # pairs whose centre interchange (float32) matches the counterfactual label
     time_s: float
     centre_failures: tuple[tuple[int, ...], ...] = ()  # (base, sources.., prediction), for replay
+    arithmetic: str = "float32"  # what "proved" covers (hdsl.ir.CheckOptions)
 
     @property
     def share(self) -> float:
@@ -45,8 +46,9 @@ class FormalResult:
 
     def summary(self) -> str:
         return (f"proved on {self.proved}/{self.pairs} pair regions ({self.share:.4f}; a sound lower bound on IIA "
-                f"over the region) at eps={self.eps:g} with {self.method}; centres correct {self.center_correct}"
-                f"/{self.pairs}")
+                f"over the region) at eps={self.eps:g} with {self.method}"
+                + (" in real arithmetic (not covering float32 execution)" if self.arithmetic == "real" else "")
+                + f"; centres correct {self.center_correct}/{self.pairs}")
 
 
 def max_eps(model: CausalModel, alignment: Alignment) -> float:
@@ -158,8 +160,12 @@ def interchange_graph(graph, sites_by_group: list[list[tuple[str, "object"]]]):
 
 def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, inputs: dict | None = None,
             samples: int | None = None, seed: int = 0, method: str = "crown", batch_size: int = 4096,
-            max_pairs: int = 200_000, deadline: float | None = None) -> FormalResult:
-    """Prove, pair region by pair region, that the interchange output's argmax is the counterfactual label."""
+            max_pairs: int = 200_000, deadline: float | None = None, arithmetic: str = "float32") -> FormalResult:
+    """Prove, pair region by pair region, that the interchange output's argmax is the counterfactual label.
+
+    ``arithmetic="float32"`` proves it for every float32 execution of the interchange network as well;
+    ``"real"`` for the real-valued network only (``hdsl.ir.CheckOptions``).
+    """
     import numpy as np
     import torch
 
@@ -235,8 +241,9 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
                 C[i, torch.arange(n_out - 1), int(yi)] = 1.0
                 C[i, torch.arange(n_out - 1), torch.tensor(others)] = -1.0
         lb, _ = compute_bounds(ig, centre - eps, centre + eps, C, method=method, need_upper=False,
-                               device="cpu")
+                               device="cpu", arithmetic=arithmetic)
         ok = (lb > 0).all(dim=1) if n_out > 1 else lb[:, 0] > 0
         proved += int(ok.sum())
         done += m
-    return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0, tuple(fails))
+    return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0, tuple(fails),
+                        arithmetic)

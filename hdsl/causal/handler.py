@@ -130,7 +130,7 @@ def _formal(item: IIA, graph, alignment, inputs, t0: float, deadline: float | No
     from hdsl.causal.stats import clopper_pearson
 
     r = certify(graph, item.model, alignment, item.groups, item.eps, inputs, item.samples, item.seed,
-                deadline=deadline)
+                deadline=deadline, arithmetic=item.options.arithmetic)
     if r.pairs == 0:
         return MeasurementResult(item.id, Status.INCONCLUSIVE, 0.0, None, None, 0, item.threshold, item.comparison,
                                  "bound-propagation", time.perf_counter() - t0, "timed out before any pair region")
@@ -144,7 +144,7 @@ def _formal(item: IIA, graph, alignment, inputs, t0: float, deadline: float | No
 
     status = Status(verdict((lo, hi), item.threshold, item.comparison))
     details = (("mode", "formal"), ("eps", item.eps), ("proved_pairs", r.proved), ("pairs", r.pairs),
-               ("centre_correct", r.center_correct), ("bound_method", r.method),
+               ("centre_correct", r.center_correct), ("bound_method", r.method), ("arithmetic", r.arithmetic),
                ("groups", [list(g) for g in r.groups]))
     res = MeasurementResult(item.id, status, r.proved / r.pairs, (lo, hi), conf, r.pairs, item.threshold,
                             item.comparison, method, time.perf_counter() - t0, r.summary(), details)

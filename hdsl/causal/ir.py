@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from hdsl.causal.alignment import Alignment
 from hdsl.causal.model import CausalModel
+from hdsl.check_options import CheckOptions
 from hdsl.source import Span
 
 
@@ -41,6 +42,14 @@ class IIA:
     metric: str = "all"  # "all" | "effective" (pairs whose counterfactual label changes)
     eps: float | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
+    options: CheckOptions = CheckOptions()  # the check statement's: budget; arithmetic of a formal check
+
+    def ignored_options(self) -> dict[str, str]:
+        """Check options this item cannot honour, each with the reason (the checker warns)."""
+        out = {"backend": "formal interchange checks use bound propagation; measurements run the network"}
+        if self.eps is None:
+            out["arithmetic"] = "a measurement runs the float32 network; arithmetic applies to formal checks (linf(EPS))"
+        return out
 
     def __repr__(self) -> str:
         """One line for ``hdsl ir``: what is measured, over what, and how."""

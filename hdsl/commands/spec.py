@@ -212,7 +212,7 @@ def _with_arithmetic(program, arithmetic: str | None):
     from hdsl import ir
 
     def one(item):
-        if isinstance(item, ir.Query):
+        if ir.options_of(item) is not None:
             return replace(item, options=replace(item.options, arithmetic=arithmetic))
         return item
 
@@ -245,8 +245,8 @@ def _run(program, timeout: float | None, backend: str | None, show_progress: boo
     props, items = [], []
     for c in program.checks:
         for item in c.items:
-            if isinstance(item, ir.Query):
-                opts = item.options
+            opts = ir.options_of(item)
+            if opts is not None:
                 item = replace(item, options=ir.CheckOptions(timeout if timeout is not None else opts.timeout,
                                                              backend or opts.backend, opts.arithmetic))
             props.append(c.property)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hdsl.check_options import CheckOptions
 from hdsl.source import Span
 
 
@@ -68,6 +69,11 @@ class Faithfulness:
     seed: int = 0
     span: Span | None = field(default=None, compare=False, repr=False)
 
+    def ignored_options(self) -> dict[str, str]:
+        """Check options this item cannot honour, each with the reason (the checker warns)."""
+        why = "a faithfulness measurement runs to completion on the float32 model"
+        return {"timeout": why, "backend": why, "arithmetic": why}
+
 
 @dataclass(frozen=True, slots=True)
 class ExplainerComparison:
@@ -85,6 +91,11 @@ class ExplainerComparison:
     resamples: int = 1000
     seed: int = 0
     span: Span | None = field(default=None, compare=False, repr=False)
+
+    def ignored_options(self) -> dict[str, str]:
+        """Check options this item cannot honour, each with the reason (the checker warns)."""
+        why = "a faithfulness measurement runs to completion on the float32 model"
+        return {"timeout": why, "backend": why, "arithmetic": why}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,5 +117,6 @@ class Sufficiency:
     granularity: str = "pixel"
     patch: int = 1
     target: str = "predicted"
-    timeout: float | None = None  # per query (per k); None: the check's timeout or 10 s
+    timeout: float | None = None  # per query (per k); None: 10 s, within the item's budget
     span: Span | None = field(default=None, compare=False, repr=False)
+    options: CheckOptions = field(default=CheckOptions(), repr=False)  # the check's: budget, backend, arithmetic
