@@ -179,7 +179,7 @@ class HierarchyChecker:
                  methods: Sequence[str] = METHODS, attack: bool = True,
                  attack_steps: int = 25, attack_restarts: int = 2,
                  lambda_steps: int = 25, split_timeout: float = 10.0,
-                 seed: int = 0, max_boxes: int = 20000, graph=None, device=None):
+                 seed: int = 0, max_boxes: int = 20000, graph=None, device=None, arithmetic: str = "float32"):
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
@@ -194,6 +194,9 @@ class HierarchyChecker:
         self.seed = seed
         self._graph = graph
         self.device = device  # of the level bounds and splitting; None: hdsl.bounds.default_device()
+        # what proofs and counterexamples are about (hdsl.ir.CheckOptions): "real" bounds the real-valued
+        # network only, and a counterexample must also violate in float64 on the exact parameters
+        self.arithmetic = arithmetic
         self._seq = None
         self._box: tuple[np.ndarray, np.ndarray] | None = None
         self._bounder = None
@@ -242,7 +245,7 @@ class HierarchyChecker:
 
         internal = self.forward(np.asarray(x, np.float32))[0]
         return replay(self.network, level_spec(classes, self.n_classes), self._box,
-                      np.asarray(x, np.float64).ravel(), internal)
+                      np.asarray(x, np.float64).ravel(), internal, arithmetic=self.arithmetic)
 
     def real_ball(self, x0: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         """The L∞ ball clipped to the domain, in float64 (the region counterexamples must lie in)."""
@@ -416,7 +419,7 @@ class HierarchyChecker:
         try:
             key = (lo.tobytes(), hi.tobytes())
             if self._bounder is None or self._bounder[0] != key:  # levels of one input share the CROWN pass
-                self._bounder = (key, Bounder(self.seq_net(), lo, hi))
+                self._bounder = (key, Bounder(self.seq_net(), lo, hi, arithmetic=self.arithmetic))
             b = self._bounder[1]
             outcome = level_bounds(self.graph, lo, hi, [(s.classes, s.outside) for s in open_states],
                                    use_pairs="pairs" in self.methods, use_lambda=False, bounder=b)
@@ -518,7 +521,7 @@ class HierarchyChecker:
             blo, bhi = stack.pop()
             boxes += 1
             res = level_bounds(self.graph, blo, bhi, [(classes, outside)], use_lambda=False,
-                               bounder=Bounder(seq, blo, bhi))[0]
+                               bounder=Bounder(seq, blo, bhi, arithmetic=self.arithmetic))[0]
             if not res.open_outside:
                 continue
             centre = ((blo + bhi) / 2).astype(np.float32)
@@ -537,13 +540,14 @@ class HierarchyChecker:
 
     def level_query(self, x0f, eps, label, classes, outside, index, level) -> ir.Query:
         """The IR query of one level restricted to the outside classes still open."""
-        from hdsl.ir import Box, Query
+        from hdsl.ir import Box, CheckOptions, Query
 
         lo, hi = self.ball(x0f, eps)
         return Query(id=f"{index}:eps={eps:g}:level={level}", network=self.network,
                      region=Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi)),
-                     spec=level_spec(classes, None, outside), property="hierarchy", index=index, label=label,
-                     level=level, eps=float(eps))
+                     spec=level_spec(classes, None, outside), property="hierarchy",
+                     options=CheckOptions(arithmetic=self.arithmetic), index=index, label=label, level=level,
+                     eps=float(eps))
 
     def _finish(self, s: _Open, states: list[_Open]) -> LevelVerdict:
         """Freeze a level; severity = the deepest level whose set holds the adversarial class
@@ -696,19 +700,19 @@ def solve_level_queries(queries: Sequence[ir.Query], timeout: float | None = Non
     groups: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
     for qi, q in enumerate(queries):
         n = q.network.num_outputs or (len(q.network.classes) if q.network.classes else None)
-        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None or q.options.arithmetic != "float32":
-            continue  # arithmetic real: solve_hierarchy_query re-checks counterexamples
+        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None:
+            continue
         S = argmax_set(q.spec, n)
         if S is None:
             continue
-        key = (q.network, q.region.center, q.region.eps, q.region.domain)
+        key = (q.network, q.region.center, q.region.eps, q.region.domain, q.options.arithmetic)
         groups.setdefault(key, []).append((qi, S))
-    checkers: dict[ir.Network, HierarchyChecker] = {}
-    for (network, center, eps, domain), members in groups.items():
+    checkers: dict[tuple[ir.Network, str], HierarchyChecker] = {}
+    for (network, center, eps, domain, arithmetic), members in groups.items():
         net = network if network.input_range == domain else _with_range(network, domain)
-        if net not in checkers:
-            checkers[net] = HierarchyChecker(net, None, methods=methods)
-        checker = checkers[net]
+        if (net, arithmetic) not in checkers:
+            checkers[(net, arithmetic)] = HierarchyChecker(net, None, methods=methods, arithmetic=arithmetic)
+        checker = checkers[(net, arithmetic)]
         sets = sorted({(queries[qi].level, S) for qi, S in members}, key=lambda t: (t[0], -len(t[1])))
         if not _nested([S for _, S in sets]):
             sets_runs = [[s] for s in sets]
@@ -760,7 +764,7 @@ def _label_of(center: ir.DataPoint) -> int:
 
 # Keyed on the network file's contents too: a model rewritten in place must not be answered
 # by verdicts or bounds about the old one (see hdsl.files).
-_CHECKERS: dict[tuple[ir.Network, str], HierarchyChecker] = {}
+_CHECKERS: dict[tuple[ir.Network, str, str], HierarchyChecker] = {}
 _DONE: dict[tuple, list[tuple[tuple[int, ...], LevelVerdict]]] = {}
 _OPEN: dict[tuple, tuple[float, object]] = {}  # (point key, set) -> (budget it had, the open Result)
 
@@ -773,10 +777,10 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     input share work across queries: a proved set proves every superset, a
     counterexample for a set (replayed again) falsifies every subset.
 
-    The level driver's bounds are float32-sound, so its proofs also hold under
-    ``arithmetic real``; its counterexamples are re-checked in real arithmetic
-    there (``_holds_in_arithmetic``), the rest goes to the planner in the query's
-    arithmetic.
+    The level driver runs in the query's arithmetic (one checker and one memo per
+    arithmetic): under ``arithmetic real`` its bounds cover the real-valued
+    network only and its counterexamples must also violate in float64 on the
+    exact parameters (``HierarchyChecker.replay``).
     """
     from hdsl.backends import Budget
     from hdsl.planner import as_budget, solve_query
@@ -800,10 +804,13 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     key = (query.network, digest, region.center, content_digest(region.center.data.path), region.eps,
            region.domain)
     net = query.network if query.network.input_range == region.domain else _with_range(query.network, region.domain)
-    checker = _CHECKERS.get((net, digest))
+    arithmetic = query.options.arithmetic
+    key = key + (arithmetic,)
+    checker = _CHECKERS.get((net, digest, arithmetic))
     if checker is None:
         # splitting and Z3 come from the planner's portfolio below (bounds with α-CROWN, bab, z3)
-        checker = _CHECKERS[(net, digest)] = HierarchyChecker(net, None, methods=("pairs", "lambda"))
+        checker = _CHECKERS[(net, digest, arithmetic)] = HierarchyChecker(net, None, methods=("pairs", "lambda"),
+                                                                           arithmetic=arithmetic)
     x0 = center_point(region.center)
     label = query.label if query.label is not None else _label_of(region.center)
     checker._box = checker.real_ball(x0, region.eps)
@@ -814,12 +821,12 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                           f"implied by the proof for the smaller set {list(S2)}")
         if lv.verdict is Verdict.FALSIFIED and set(S2) >= set(S) and lv.counterexample is not None:
             ce = checker.replay(np.asarray(lv.counterexample.x), S)
-            if ce is not None and _holds_in_arithmetic(query, ce, S, n):
+            if ce is not None:
                 adv = _top_outside(ce.y, S)
                 return Result(query.id, Verdict.FALSIFIED, "hierarchy", lv.stage, ce.margin, ce,
                               time.monotonic() - t0, f"implied by the counterexample for level {lv.level}; "
                               + _adv_message(adv, label, done, query.network, query.level is not None))
-    same = _OPEN.get((key, tuple(S), query.options.arithmetic))
+    same = _OPEN.get((key, tuple(S)))
     if same is not None and same[0] >= budget.left():  # the same set, already left open with more time
         return replace_result(same[1], query_id=query.id, time_s=time.monotonic() - t0,
                               message=f"the same set as {same[1].query_id}, left open with "
@@ -830,8 +837,6 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
                              sets=[(level, S, f"level {level}")])
     lv = next(v for v in pr.levels if v.classes == tuple(S))
     done.append((tuple(S), lv))
-    if lv.verdict is Verdict.FALSIFIED and not _holds_in_arithmetic(query, lv.counterexample, S, n):
-        lv = replace_result(lv, verdict=Verdict.UNKNOWN, counterexample=None)  # float32-only: the planner decides
     if lv.verdict in (Verdict.PROVED, Verdict.FALSIFIED):
         msg = ""
         if lv.verdict is Verdict.FALSIFIED and lv.adversarial_class is not None:
@@ -852,23 +857,8 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     out = replace_result(rest, time_s=time.monotonic() - t0,
                          message=(rest.message + "; " if rest.message else "") + note)
     if out.verdict not in (Verdict.PROVED, Verdict.FALSIFIED):
-        _OPEN[(key, tuple(S), query.options.arithmetic)] = (budget.deadline - t0, out)
+        _OPEN[(key, tuple(S))] = (budget.deadline - t0, out)
     return out
-
-
-def _holds_in_arithmetic(query: ir.Query, ce, classes, n) -> bool:
-    """Whether a replayed counterexample also violates in the query's arithmetic (``hdsl.replay``)."""
-    if query.options.arithmetic != "real":
-        return True
-    if ce is None:
-        return False
-    from hdsl.replay import real_outputs, violates_in_real_arithmetic
-
-    y = real_outputs(query.network, np.asarray(ce.x, np.float64).reshape(1, -1))[0]
-    return violates_in_real_arithmetic(level_spec(classes, n), y)
-
-
-Z3_MAX_RELUS = 1000  # above this Z3 does not finish in a query's budget (cifar10_small, 2,568 ReLUs: 0 of 90 in 5 s)
 
 
 def _fallback(query: ir.Query, budget, checker: HierarchyChecker):

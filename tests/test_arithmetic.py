@@ -135,6 +135,38 @@ def test_real_bounds_contain_the_real_network_and_lie_inside_float32_bounds(seed
     assert np.all(l_real >= l32 - 1e-9) and np.all(u_real <= u32 + 1e-9)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_real_level_bounds_hold_for_the_real_network_and_are_tighter(seed):
+    """The hierarchy driver's pair bounds (``hdsl.bounds.disjunction``) in real arithmetic: below every
+    float64 sample of ``y_j - y_k``, never below the float32 ones."""
+    import tempfile
+    from pathlib import Path
+
+    from hdsl.bounds.disjunction import Bounder, SeqNet, pair_matrix
+    from hdsl.nn.onnx_import import load_onnx
+
+    rng = np.random.default_rng(seed)
+    n_in, h, n_out = int(rng.integers(1, 5)), int(rng.integers(2, 9)), int(rng.integers(2, 5))
+    scale = float(rng.choice([0.1, 1.0, 30.0]))
+    net = PwlNet((Layer((scale * rng.normal(size=(h, n_in))).astype(F32), rng.normal(size=h).astype(F32), True),
+                  Layer((scale * rng.normal(size=(h, h))).astype(F32), rng.normal(size=h).astype(F32), True),
+                  Layer(rng.normal(size=(n_out, h)).astype(F32), rng.normal(size=n_out).astype(F32), False)))
+    c = rng.uniform(-1, 1, size=n_in)
+    r = rng.uniform(0.01, 0.5, size=n_in)
+    C, _ = pair_matrix(n_out)
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "n.onnx")
+        to_onnx(net, path)
+        seq = SeqNet.of(load_onnx(path))
+        lb = {a: Bounder(seq, c - r, c + r, arithmetic=a).lower(torch.as_tensor(C)).numpy()
+              for a in ("float32", "real")}
+    x = np.concatenate([rng.uniform(c - r, c + r, size=(2000, n_in)), (c - r)[None], (c + r)[None]])
+    diffs = net.forward(x, dtype=np.float64) @ C.T
+    assert np.all(lb["real"][None] <= diffs.min(axis=0) + 1e-12)
+    assert np.all(lb["real"] >= lb["float32"])
+
+
 def test_store_keys_differ_by_arithmetic(tmp_path):
     from hdsl.store import item_key
 
@@ -198,16 +230,77 @@ def test_fmt_keeps_the_option(tmp_path):
     assert "check pos timeout 20s arithmetic real" in format_text(src)
 
 
-def test_hierarchy_counterexamples_are_rechecked_in_real_arithmetic(tmp_path):
-    from hdsl.hierarchy_check import _holds_in_arithmetic
-    from hdsl.results import Counterexample
+def _hierarchy_checker(tmp_path, net: PwlNet, arithmetic: str, lo: float, hi: float):
+    from hdsl.hierarchy_check import HierarchyChecker
 
-    net = PwlNet((Layer(np.array([[1.0], [0.0], [0.0]], F32), np.array([0.0, 0.0, 0.5], F32), False),))
-    q = _query(tmp_path, net, POSITIVE, (0.0,), (1.0,), "auto", "real")  # y = (x, 0, 0.5)
-    inside, outside = Counterexample((0.9,), (0.9, 0.0, 0.5), 0.0, "onnxruntime"), \
-        Counterexample((0.2,), (0.2, 0.0, 0.5), 0.0, "onnxruntime")
-    assert _holds_in_arithmetic(q, outside, (0, 1), 3)  # class 2 wins: outside {0, 1} in real arithmetic too
-    assert not _holds_in_arithmetic(q, inside, (0, 1), 3)  # class 0 wins in the real network
-    assert not _holds_in_arithmetic(q, None, (0, 1), 3)
-    q32 = replace(q, options=replace(q.options, arithmetic="float32"))
-    assert _holds_in_arithmetic(q32, inside, (0, 1), 3)  # float32: the onnxruntime replay already decided
+    path = str(tmp_path / f"h_{arithmetic}.onnx")
+    to_onnx(net, path)
+    network = ir.Network("h", path, (net.input_size,), (lo, hi), num_outputs=net.output_size)
+    return HierarchyChecker(network, None, methods=("pairs", "lambda"), arithmetic=arithmetic)
+
+
+def thin_level_net() -> PwlNet:
+    """y = (relu(1000 x) - relu(1000 x) + 1e-4, -1, 0): argmax in {0, 1} holds by 1e-4 in reals."""
+    return PwlNet((
+        Layer(np.array([[1000.0], [1000.0]], F32), np.zeros(2, F32), True),
+        Layer(np.array([[1.0, -1.0], [0.0, 0.0], [0.0, 0.0]], F32), np.array([1e-4, -1.0, 0.0], F32), False),
+    ))
+
+
+def test_hierarchy_level_below_float32_rounding_is_proved_only_in_real_arithmetic(tmp_path):
+    from hdsl.bounds.disjunction import level_bounds
+    from hdsl.nn import load_onnx
+    from hdsl.results import Verdict
+
+    sets = [(1, (0, 1), "level 1")]
+    verdicts = {}
+    for arithmetic in ("float32", "real"):
+        checker = _hierarchy_checker(tmp_path, thin_level_net(), arithmetic, 0.5, 1.0)
+        checker._box = checker.real_ball(np.array([0.75]), 0.25)
+        pr = checker.check_point(np.array([0.75]), 0, 0.25, sets=sets)
+        (lv,) = [v for v in pr.levels if v.classes == (0, 1)]
+        verdicts[arithmetic] = lv.verdict
+        res = level_bounds(load_onnx(checker.network.path), np.array([0.5]), np.array([1.0]), [((0, 1), (2,))],
+                           arithmetic=arithmetic)[0]
+        assert (not res.open_outside) == (arithmetic == "real")
+        if arithmetic == "real":
+            assert 0 < res.margin <= 1e-4  # sound: never above the true margin
+    assert verdicts == {"float32": Verdict.UNKNOWN, "real": Verdict.PROVED}
+
+
+def test_hierarchy_counterexamples_must_violate_in_real_arithmetic(tmp_path, monkeypatch):
+    """The level driver's replay under arithmetic real rejects a float32-only violation."""
+    from hdsl import replay as rp
+
+    net = PwlNet((Layer(np.array([[1.0], [0.0], [0.0]], F32), np.array([0.0, 0.0, 0.5], F32), False),))  # (x, 0, .5)
+    x = np.array([0.2])  # class 2 wins: outside {0, 1}
+    for arithmetic in ("float32", "real"):
+        checker = _hierarchy_checker(tmp_path, net, arithmetic, 0.0, 1.0)
+        checker._box = checker.real_ball(x, 0.1)
+        assert checker.replay(x, (0, 1)) is not None
+        checker._box = checker.real_ball(np.array([0.9]), 0.05)
+        assert checker.replay(np.array([0.9]), (0, 1)) is None  # class 0 wins: no violation at all
+    monkeypatch.setattr(rp, "real_outputs", lambda network, xs: np.tile([[0.9, 0.0, 0.5]], (len(xs), 1)))
+    real = _hierarchy_checker(tmp_path, net, "real", 0.0, 1.0)
+    real._box = real.real_ball(x, 0.1)
+    assert real.replay(x, (0, 1)) is None  # onnxruntime violates, the real network does not
+    f32 = _hierarchy_checker(tmp_path, net, "float32", 0.0, 1.0)
+    f32._box = f32.real_ball(x, 0.1)
+    assert f32.replay(x, (0, 1)) is not None
+
+
+def test_hierarchy_spec_in_real_arithmetic_is_proved_by_the_level_driver(tmp_path):
+    to_onnx(thin_level_net(), str(tmp_path / "h.onnx"))
+    np.savez(tmp_path / "d.npz", x=np.array([[0.75]], F32), y=np.array([0]))
+    spec = tmp_path / "h.hspec"
+    spec.write_text('classes c = a b z\nhierarchy h over c { g { a b } z }\n'
+                    'model net = onnx "h.onnx" { input [1] in [0.5, 1] outputs c }\ndata d = npz "d.npz"\n'
+                    "property p = forall (x, y) in d: forall x2 in linf(x, 0.25):\n"
+                    "  argmax net(x2) in ancestor(h, y, level 1)\n")
+    items = {}
+    for arithmetic in ("real", "float32"):
+        spec.write_text(spec.read_text().split("check")[0] + f"check p timeout 4s arithmetic {arithmetic}\n")
+        res = runner.invoke(app, ["check", str(spec), "--json", "--fresh"])
+        (items[arithmetic],) = json.loads(res.output)["properties"][0]["items"]
+    assert items["real"]["verdict"] == "proved" and items["real"]["backend"] == "hierarchy", items["real"]
+    assert items["float32"]["verdict"] not in ("proved", "falsified"), items["float32"]

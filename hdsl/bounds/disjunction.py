@@ -24,6 +24,11 @@ each affine op's output is the real value plus a rounding term
 backward pass subtracts ``|Λ| · δ`` at every affine op, so intermediate and
 final bounds hold for the float32 network (ReLU is exact in float32). The
 parameters are the importer's exact float64 twin, i.e. the float32 weights.
+
+``arithmetic="real"`` (``hdsl.ir.CheckOptions``) keeps the same model with
+``hdsl.bounds.fp.U_REAL`` (2^-48) in place of float32's 2^-24: the bounds then
+hold for the real-valued network only and pay just for their own float64
+arithmetic, as in ``hdsl.bounds.fp`` (point 5).
 """
 
 from __future__ import annotations
@@ -44,8 +49,16 @@ class Unsupported(ValueError):
     """The graph is not a chain of affine ops and ReLUs."""
 
 
-def _gamma(n: int) -> float:
-    return n * U32 / (1 - n * U32)
+def _gamma(n: int, unit: float = U32) -> float:
+    return n * unit / (1 - n * unit)
+
+
+def unit_of(arithmetic: str) -> float:
+    """The unit roundoff of the rounding model: float32's, or the real-arithmetic one of ``hdsl.bounds.fp``."""
+    from hdsl.bounds.fp import U_REAL, unit_roundoff
+
+    unit_roundoff(arithmetic)  # validates the name
+    return U32 if arithmetic == "float32" else U_REAL
 
 
 @dataclass
@@ -125,9 +138,11 @@ def _fan_in(node) -> int:
 class Bounder:
     """CROWN on one box, with the state needed to bound many spec rows cheaply."""
 
-    def __init__(self, net: SeqNet, lo: np.ndarray, hi: np.ndarray, chunk: int = 2048):
+    def __init__(self, net: SeqNet, lo: np.ndarray, hi: np.ndarray, chunk: int = 2048, arithmetic: str = "float32"):
         self.net = net
         self.chunk = chunk
+        self.arithmetic = arithmetic
+        self.unit = unit_of(arithmetic)
         shape = net.input_shape
         self.device = dev = net.device
         self.lo = torch.as_tensor(np.asarray(lo, np.float64), device=dev).reshape(1, *shape)
@@ -143,7 +158,7 @@ class Bounder:
         self.delta: dict[int, torch.Tensor] = {}  # float32 rounding bound of each affine node's output
         self._compute_intermediate()
         n_out = int(np.prod(net.nodes[-1].shape))
-        # the bounds already hold for the float32 network; this covers the float64 arithmetic
+        # the bounds already hold for the float32 (or real) network; this covers the float64 arithmetic
         self.out_err = torch.full((n_out,), 1e-9, dtype=DTYPE, device=dev)
 
     # ---- intermediate bounds
@@ -162,7 +177,7 @@ class Bounder:
                 l, u = l.clamp(min=0), u.clamp(min=0)
             else:
                 mag = torch.maximum(l.abs(), u.abs())
-                self.delta[i] = _rounding(node, mag)
+                self.delta[i] = _rounding(node, mag, self.unit)
                 c, r = (l + u) / 2, (u - l) / 2
                 cc = _apply(node, c)
                 rr = _abs_part(node, r) + self.delta[i]
@@ -234,13 +249,14 @@ class Bounder:
         last = len(self.net.nodes) - 1
         return self.backward(C.reshape(C.shape[0], *self.net.nodes[last].shape), last, alpha)
 
-def _rounding(node, mag: torch.Tensor) -> torch.Tensor:
-    """Bound on ``|fl32(op(x)) - op(x)|`` for inputs with ``|x| <= mag`` (any summation order)."""
+def _rounding(node, mag: torch.Tensor, unit: float = U32) -> torch.Tensor:
+    """Bound on ``|fl32(op(x)) - op(x)|`` for inputs with ``|x| <= mag`` (any summation order);
+    with ``unit = U_REAL``, on the float64 rounding of the bound computation only."""
     if node.op in ("reshape", "transpose"):
         return torch.zeros_like(_apply(node, mag))
     zero = torch.zeros_like(mag)
     bias = (_apply(node, zero) - _linear_part(node, zero)).abs()
-    g = _gamma(2) if node.op == "affine" else _gamma(_fan_in(node) + 1)
+    g = _gamma(2, unit) if node.op == "affine" else _gamma(_fan_in(node) + 1, unit)
     return (g * (_abs_part(node, mag) + bias)) * (1 + 1e-6) + 1e-30
 
 
@@ -311,12 +327,14 @@ def pair_matrix(n: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 def level_bounds(graph, lo, hi, sets: Sequence[tuple[Sequence[int], Sequence[int]]], *, use_pairs: bool = True,
                  use_lambda: bool = True, lambda_steps: int = 25, optimize_alpha: bool = True,
-                 stop_when_proved: bool = True, bounder: Bounder | None = None) -> list[LevelBound]:
+                 stop_when_proved: bool = True, bounder: Bounder | None = None,
+                 arithmetic: str = "float32") -> list[LevelBound]:
     """Decide ``argmax in S`` for several ``(S, outside)`` over one box with one CROWN pass.
 
+    ``arithmetic`` applies when no ``bounder`` is given (a bounder carries its own).
     Raises ``Unsupported`` for graphs that are not chains of affine ops and ReLUs.
     """
-    b = bounder or Bounder(SeqNet.of(graph), lo, hi)
+    b = bounder or Bounder(SeqNet.of(graph), lo, hi, arithmetic=arithmetic)
     n = int(np.prod(b.net.nodes[-1].shape))
     err = b.out_err
     C, pairs = pair_matrix(n)
