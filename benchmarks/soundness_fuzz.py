@@ -241,7 +241,8 @@ def fuzz_levels_one(seed: int, arithmetic: str, budget: float, folder: Path) -> 
     path = folder / f"lvl{seed}.onnx"
     to_onnx(net, str(path))
     network = ir.Network(f"lvl{seed}", str(path), (n,), (-2.0, 2.0), num_outputs=k)
-    lo, hi = np.maximum(x0 - eps, -2.0).astype(np.float64), np.minimum(x0 + eps, 2.0).astype(np.float64)
+    x64 = x0.astype(np.float64)  # the checker's ball is real: x0 - eps in float64, not rounded to float32
+    lo, hi = np.maximum(x64 - eps, -2.0), np.minimum(x64 + eps, 2.0)
     pts = oracle_points(rng, lo, hi)
     ys = net.forward(pts, dtype=np.float32 if arithmetic == "float32" else np.float64).astype(np.float64)
     tol = 0.0 if arithmetic == "float32" else REAL_TOLERANCE * (1 + np.abs(ys).max(axis=1))
