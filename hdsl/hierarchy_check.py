@@ -684,66 +684,6 @@ def argmax_set(spec: ir.OutputSpec, n: int) -> tuple[int, ...] | None:
     return tuple(sorted(inside))
 
 
-def solve_level_queries(queries: Sequence[ir.Query], timeout: float | None = None,
-                        methods: Sequence[str] = METHODS) -> list:
-    """Decide hierarchy queries (``Query.level`` set, ``argmax in S`` specs, L∞ balls) together.
-
-    Queries of the same network, centre and radius share one run of the level
-    driver (one bound pass, propagation across levels). Returns one ``Result``
-    per query, or ``None`` for a query this driver does not handle (the caller
-    sends it to the planner).
-    """
-    from hdsl.regions import center_point
-    from hdsl.results import Result
-
-    out: list = [None] * len(queries)
-    groups: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
-    for qi, q in enumerate(queries):
-        n = q.network.num_outputs or (len(q.network.classes) if q.network.classes else None)
-        if q.level is None or not isinstance(q.region, ir.LinfBall) or n is None:
-            continue
-        S = argmax_set(q.spec, n)
-        if S is None:
-            continue
-        key = (q.network, q.region.center, q.region.eps, q.region.domain, q.options.arithmetic)
-        groups.setdefault(key, []).append((qi, S))
-    checkers: dict[tuple[ir.Network, str], HierarchyChecker] = {}
-    for (network, center, eps, domain, arithmetic), members in groups.items():
-        net = network if network.input_range == domain else _with_range(network, domain)
-        if (net, arithmetic) not in checkers:
-            checkers[(net, arithmetic)] = HierarchyChecker(net, None, methods=methods, arithmetic=arithmetic)
-        checker = checkers[(net, arithmetic)]
-        sets = sorted({(queries[qi].level, S) for qi, S in members}, key=lambda t: (t[0], -len(t[1])))
-        if not _nested([S for _, S in sets]):
-            sets_runs = [[s] for s in sets]
-        else:
-            sets_runs = [sets]
-        x0 = center_point(center)
-        label = queries[members[0][0]].label
-        if label is None:
-            label = _label_of(center)
-        deadline = None if timeout is None else time.monotonic() + timeout * max(1, len(members))
-        for run in sets_runs:
-            pr = checker.check_point(x0, int(label), float(eps), index=center.index, deadline=deadline,
-                                     sets=[(lv, S, f"level {lv}") for lv, S in run])
-            by_set = {lv.classes: lv for lv in pr.levels}
-            for qi, S in members:
-                lv = by_set.get(tuple(S))
-                if lv is None:
-                    continue
-                msg = f"implied by level {lv.propagated_from}" if lv.propagated_from is not None else ""
-                if lv.verdict is Verdict.FALSIFIED and lv.severity is not None:
-                    msg = (msg + "; " if msg else "") + f"adversarial class {lv.adversarial_class}, severity {lv.severity}"
-                out[qi] = Result(queries[qi].id, lv.verdict, backend="hierarchy", stage=lv.stage,
-                                 margin=lv.margin if lv.counterexample is None else lv.counterexample.margin,
-                                 counterexample=lv.counterexample, time_s=lv.time_s, message=msg)
-    return out
-
-
-def _nested(sets: Sequence[tuple[int, ...]]) -> bool:
-    return all(set(b) <= set(a) for a, b in zip(sets, sets[1:]))
-
-
 def _with_range(network: ir.Network, domain) -> ir.Network:
     from dataclasses import replace
 
