@@ -102,6 +102,15 @@ def test_real_outputs_are_the_float64_network(tmp_path):
     assert np.allclose(y, run_model(q.network, x.astype(F32).astype(np.float64)), atol=1e-4)
 
 
+def random_scaled_net(rng: np.random.Generator, outputs: tuple[int, int]) -> PwlNet:
+    """Two hidden ReLU layers; weights scaled up to 30x so that float32 rounding is visible."""
+    n_in, h, n_out = int(rng.integers(1, 5)), int(rng.integers(2, 9)), int(rng.integers(*outputs))
+    scale = float(rng.choice([0.1, 1.0, 30.0]))
+    return PwlNet((Layer((scale * rng.normal(size=(h, n_in))).astype(F32), rng.normal(size=h).astype(F32), True),
+                   Layer((scale * rng.normal(size=(h, h))).astype(F32), rng.normal(size=h).astype(F32), True),
+                   Layer(rng.normal(size=(n_out, h)).astype(F32), rng.normal(size=n_out).astype(F32), False)))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2 ** 31 - 1), st.sampled_from(["ibp", "crown", "alpha"]))
 def test_real_bounds_contain_the_real_network_and_lie_inside_float32_bounds(seed, method):
@@ -109,11 +118,8 @@ def test_real_bounds_contain_the_real_network_and_lie_inside_float32_bounds(seed
     from hdsl.nn.onnx_import import load_onnx
 
     rng = np.random.default_rng(seed)
-    n_in, h, n_out = int(rng.integers(1, 5)), int(rng.integers(2, 9)), int(rng.integers(1, 4))
-    scale = float(rng.choice([0.1, 1.0, 30.0]))
-    net = PwlNet((Layer((scale * rng.normal(size=(h, n_in))).astype(F32), rng.normal(size=h).astype(F32), True),
-                  Layer((scale * rng.normal(size=(h, h))).astype(F32), rng.normal(size=h).astype(F32), True),
-                  Layer(rng.normal(size=(n_out, h)).astype(F32), rng.normal(size=n_out).astype(F32), False)))
+    net = random_scaled_net(rng, outputs=(1, 4))
+    n_in = net.input_size
     import tempfile
     from pathlib import Path
 
@@ -147,11 +153,8 @@ def test_real_level_bounds_hold_for_the_real_network_and_are_tighter(seed):
     from hdsl.nn.onnx_import import load_onnx
 
     rng = np.random.default_rng(seed)
-    n_in, h, n_out = int(rng.integers(1, 5)), int(rng.integers(2, 9)), int(rng.integers(2, 5))
-    scale = float(rng.choice([0.1, 1.0, 30.0]))
-    net = PwlNet((Layer((scale * rng.normal(size=(h, n_in))).astype(F32), rng.normal(size=h).astype(F32), True),
-                  Layer((scale * rng.normal(size=(h, h))).astype(F32), rng.normal(size=h).astype(F32), True),
-                  Layer(rng.normal(size=(n_out, h)).astype(F32), rng.normal(size=n_out).astype(F32), False)))
+    net = random_scaled_net(rng, outputs=(2, 5))
+    n_in, n_out = net.input_size, net.output_size
     c = rng.uniform(-1, 1, size=n_in)
     r = rng.uniform(0.01, 0.5, size=n_in)
     C, _ = pair_matrix(n_out)
