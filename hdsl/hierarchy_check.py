@@ -741,11 +741,10 @@ def solve_hierarchy_query(query: ir.Query, budget=None):
     from hdsl.files import content_digest
 
     digest = content_digest(query.network.path)
+    arithmetic = query.options.arithmetic  # one checker and one verdict memo per arithmetic
     key = (query.network, digest, region.center, content_digest(region.center.data.path), region.eps,
-           region.domain)
+           region.domain, arithmetic)
     net = query.network if query.network.input_range == region.domain else _with_range(query.network, region.domain)
-    arithmetic = query.options.arithmetic
-    key = key + (arithmetic,)
     checker = _CHECKERS.get((net, digest, arithmetic))
     if checker is None:
         # splitting and Z3 come from the planner's portfolio below (bounds with α-CROWN, bab, z3)

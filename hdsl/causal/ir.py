@@ -48,7 +48,8 @@ class IIA:
         """Check options this item cannot honour, each with the reason (the checker warns)."""
         out = {"backend": "formal interchange checks use bound propagation; measurements run the network"}
         if self.eps is None:
-            out["arithmetic"] = "a measurement runs the float32 network; arithmetic applies to formal checks (linf(EPS))"
+            out["arithmetic"] = ("a measurement runs the float32 network; arithmetic applies to formal checks "
+                                 "(linf(EPS))")
         return out
 
     def __repr__(self) -> str:

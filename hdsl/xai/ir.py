@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from hdsl.check_options import CheckOptions
 from hdsl.source import Span
 
+MEASUREMENT_RUNS_TO_COMPLETION = "a faithfulness measurement runs to completion on the float32 model"
+
 
 @dataclass(frozen=True, slots=True)
 class ExplainerSpec:
@@ -71,8 +73,7 @@ class Faithfulness:
 
     def ignored_options(self) -> dict[str, str]:
         """Check options this item cannot honour, each with the reason (the checker warns)."""
-        why = "a faithfulness measurement runs to completion on the float32 model"
-        return {"timeout": why, "backend": why, "arithmetic": why}
+        return dict.fromkeys(("timeout", "backend", "arithmetic"), MEASUREMENT_RUNS_TO_COMPLETION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,7 @@ class ExplainerComparison:
 
     def ignored_options(self) -> dict[str, str]:
         """Check options this item cannot honour, each with the reason (the checker warns)."""
-        why = "a faithfulness measurement runs to completion on the float32 model"
-        return {"timeout": why, "backend": why, "arithmetic": why}
+        return dict.fromkeys(("timeout", "backend", "arithmetic"), MEASUREMENT_RUNS_TO_COMPLETION)
 
 
 @dataclass(frozen=True, slots=True)
