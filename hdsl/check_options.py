@@ -34,3 +34,10 @@ def options_of(item: object) -> CheckOptions | None:
     """The check options an IR item carries, or None for items that take none (measurements)."""
     options = getattr(item, "options", None)
     return options if isinstance(options, CheckOptions) else None
+
+
+def arithmetic_of(item: object) -> str | None:
+    """The arithmetic an item's result is about, or None where arithmetic has no effect on it."""
+    options = options_of(item)
+    ignored = item.ignored_options() if hasattr(item, "ignored_options") else {}
+    return options.arithmetic if options is not None and "arithmetic" not in ignored else None

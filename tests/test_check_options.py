@@ -173,3 +173,21 @@ def test_measurement_options_are_warned_and_the_run_goes_on(tmp_path):
     out = runner.invoke(app, ["check", str(path)])
     assert "W317" in out.stdout + (out.stderr if out.stderr_bytes is not None else "")
     assert "Traceback" not in out.stdout
+
+
+def test_arithmetic_is_reported_only_where_it_applies(tmp_path):
+    """--arithmetic real names the properties it changes, not an interchange measurement."""
+    from hdsl.check_options import arithmetic_of
+
+    shutil.copy(ROOT / "models" / "causal_bool.onnx", tmp_path / "causal_bool.onnx")
+    text = (ROOT / "specs" / "causal_circuit.hspec").read_text().replace("../models/", "")
+    text = text.replace("check right_p, wrong_p, wrong_p_changed, right_p_formal", "check wrong_p, right_p_formal")
+    path = _write(tmp_path, text)
+    _, program = _items(path)
+    measurement, formal = (c.items[0] for c in program.checks)
+    assert arithmetic_of(measurement) is None and arithmetic_of(formal) == "float32"
+    out = runner.invoke(app, ["check", str(path), "--arithmetic", "real", "--json"])
+    items = {i["item"]: i for p in json.loads(out.stdout)["properties"] for i in p["items"]}
+    assert "arithmetic" not in items["wrong_p/iia{P}"] and items["right_p_formal/iia{P}"]["arithmetic"] == "real"
+    out = runner.invoke(app, ["check", str(path), "--arithmetic", "real"])
+    assert "arithmetic real (right_p_formal)" in " ".join(out.stdout.split())

@@ -172,8 +172,9 @@ def check_cmd(
 
         console = _console()
         console.print(results_table(summaries, title=f"hdsl check {spec_file}"))
-        real = sorted({c.property for c in program.checks for i in c.items
-                       if getattr(getattr(i, "options", None), "arithmetic", "float32") == "real"})
+        from hdsl.check_options import arithmetic_of
+
+        real = sorted({c.property for c in program.checks for i in c.items if arithmetic_of(i) == "real"})
         if real:
             console.print(f"[yellow]arithmetic real[/] ({', '.join(real)}): proved covers the real-valued network "
                           "only, not its float32 execution.")

@@ -100,7 +100,9 @@ def query_meta(query) -> dict:
             meta[key] = value
     if getattr(query, "label", None) is not None and query.network.classes:
         meta["label_name"] = _class_name(query.network, query.label)
-    options = getattr(query, "options", None)
-    if options is not None and hasattr(options, "arithmetic"):
-        meta["arithmetic"] = options.arithmetic  # what "proved" covers (hdsl.ir.CheckOptions)
+    from hdsl.check_options import arithmetic_of
+
+    arithmetic = arithmetic_of(query)
+    if arithmetic is not None:
+        meta["arithmetic"] = arithmetic  # what "proved" covers (hdsl.ir.CheckOptions)
     return meta
