@@ -157,17 +157,24 @@ def forward_bounds(net: TorchNet, lo: torch.Tensor, hi: torch.Tensor, fixed=None
 
 
 def _tighten_unstable(net: TorchNet, k: int, pre, lo, hi, l: torch.Tensor, u: torch.Tensor):
-    """Valid bounds ``(l, u)`` of layer ``k`` with CROWN's intersected in at the neurons some box
-    finds unstable (new tensors; ``pre`` holds the layers before ``k``)."""
+    """Valid bounds ``(l, u)`` of layer ``k`` with CROWN's intersected in at each box's unstable
+    neurons (new tensors; ``pre`` holds the layers before ``k``).
+
+    One back-substitution per (box, unstable neuron) pair, each with its own box's relaxations:
+    a batch's union of unstable neurons is about twice the largest per-box count and five times
+    the mean on ACAS Xu, and a stable neuron's relaxation does not depend on its bounds.
+    """
     l, u = l.clone(), u.clone()
-    idx = ((l < 0) & (u > 0)).any(dim=0).nonzero().flatten()
-    if idx.numel():
+    box, neuron = ((l < 0) & (u > 0)).nonzero(as_tuple=True)
+    if box.numel():
         n = net.W[k].shape[0]
-        eye = torch.eye(n, dtype=DTYPE, device=lo.device)[idx]
-        lam = torch.cat([eye, -eye]).unsqueeze(0).expand(lo.shape[0], 2 * len(idx), n)
-        lb, _ = _backward(net, lam, k, pre, lo, hi)
-        l[:, idx] = torch.maximum(l[:, idx], lb[:, : len(idx)])
-        u[:, idx] = torch.minimum(u[:, idx], -lb[:, len(idx):])
+        pairs = torch.arange(box.numel(), device=lo.device)
+        lam = torch.zeros(box.numel(), 2, n, dtype=DTYPE, device=lo.device)
+        lam[pairs, 0, neuron] = 1.0
+        lam[pairs, 1, neuron] = -1.0
+        lb, _ = _backward(net, lam, k, [(pl[box], pu[box]) for pl, pu in pre], lo[box], hi[box])
+        l[box, neuron] = torch.maximum(l[box, neuron], lb[:, 0])
+        u[box, neuron] = torch.minimum(u[box, neuron], -lb[:, 1])
     return l, u
 
 
