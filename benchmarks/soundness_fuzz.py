@@ -104,6 +104,20 @@ def shifted_spec(disjuncts, shift: float):
         ir.Conjunction(tuple(ir.Constraint(ir.LinearExpr(e.terms, -shift)) for e in d)) for d in disjuncts))
 
 
+def outputs(net, x: np.ndarray, arithmetic: str) -> np.ndarray:
+    """The network's outputs at float32 points ``x`` in the arithmetic's own evaluation, as float64."""
+    dtype = np.float32 if arithmetic == "float32" else np.float64
+    return net.forward(np.asarray(x, np.float32), dtype=dtype).astype(np.float64)
+
+
+def violations(m: np.ndarray, ys: np.ndarray, arithmetic: str) -> np.ndarray:
+    """Which margins violate: ``<= 0`` in float32 (a tie is unsafe); in real arithmetic below
+    ``-1e-9 (1 + max |y|)``, what hdsl's replay requires (float64 rounding cannot fake that)."""
+    if arithmetic == "float32":
+        return m <= 0
+    return m < -REAL_TOLERANCE * (1 + np.abs(ys).max(axis=1))
+
+
 def margins(spec, ys: np.ndarray) -> np.ndarray:
     """The spec's margin on each row of ``ys`` (vectorised ``OutputSpec.margin``)."""
     per_disjunct = []
@@ -156,11 +170,9 @@ def fuzz_one(seed: int, arithmetic: str, budget: float, folder: Path) -> dict:
     from hdsl.results import Verdict
 
     net, lo, hi, pts, spec, network = make_instance(seed, folder)
-    dtype = np.float32 if arithmetic == "float32" else np.float64
-    ys = net.forward(pts, dtype=dtype).astype(np.float64)
+    ys = outputs(net, pts, arithmetic)
     m = margins(spec, ys)
-    tol = 0.0 if arithmetic == "float32" else REAL_TOLERANCE * (1 + np.abs(ys).max(axis=1))
-    violated = bool(np.any(m < -tol)) if arithmetic == "real" else bool(np.any(m <= 0))
+    violated = bool(violations(m, ys, arithmetic).any())
     q = ir.Query(f"fuzz{seed}", network, ir.Box(tuple(lo), tuple(hi)), spec, "fuzz",
                  options=ir.CheckOptions(arithmetic=arithmetic))
     row = {"seed": seed, "arithmetic": arithmetic, "inputs": net.input_size,
@@ -183,9 +195,8 @@ def fuzz_one(seed: int, arithmetic: str, budget: float, folder: Path) -> dict:
             if x is None or np.any(x < lo) or np.any(x > hi):
                 row["failures"].append(f"bad counterexample: {name}: outside the box")
                 continue
-            y = net.forward(x.astype(F32)[None], dtype=dtype).astype(np.float64)
-            ce_tol = 0.0 if arithmetic == "float32" else REAL_TOLERANCE * (1 + np.abs(y).max())
-            if margins(spec, y)[0] > ce_tol:
+            y = outputs(net, x[None], arithmetic)
+            if not violations(margins(spec, y), y, arithmetic)[0]:
                 row["failures"].append(f"bad counterexample: {name}: margin {margins(spec, y)[0]:.3g} is safe")
     decided = {k: v["verdict"] for k, v in row["verdicts"].items() if v["verdict"] in ("proved", "falsified")}
     if len(set(decided.values())) > 1:
@@ -244,12 +255,9 @@ def fuzz_levels_one(seed: int, arithmetic: str, budget: float, folder: Path) -> 
     x64 = x0.astype(np.float64)  # the checker's ball is real: x0 - eps in float64, not rounded to float32
     lo, hi = np.maximum(x64 - eps, -2.0), np.minimum(x64 + eps, 2.0)
     pts = oracle_points(rng, lo, hi)
-    ys = net.forward(pts, dtype=np.float32 if arithmetic == "float32" else np.float64).astype(np.float64)
-    tol = 0.0 if arithmetic == "float32" else REAL_TOLERANCE * (1 + np.abs(ys).max(axis=1))
+    ys = outputs(net, pts, arithmetic)
     margins_by_set = {S: set_margins(ys, S) for S in chain}
-    # float32: a tie is unsafe; real: a violation must exceed what float64 rounding could fake
-    violated = {S: bool(np.any(m <= 0)) if arithmetic == "float32" else bool(np.any(m < -tol))
-                for S, m in margins_by_set.items()}
+    violated = {S: bool(violations(m, ys, arithmetic).any()) for S, m in margins_by_set.items()}
     sampled = {S: float(m.min()) for S, m in margins_by_set.items()}
     row = {"seed": seed, "kind": "levels", "arithmetic": arithmetic, "inputs": n,
            "layers": [int(l.weight.shape[0]) for l in net.layers], "eps": eps, "sets": [list(S) for S in chain],
@@ -290,12 +298,10 @@ def fuzz_levels_one(seed: int, arithmetic: str, budget: float, folder: Path) -> 
                 if x is None or np.any(x < lo) or np.any(x > hi):
                     row["failures"].append(f"bad counterexample: {name} {list(S)}: outside the ball")
                     continue
-                y = net.forward(x.astype(F32)[None], dtype=np.float32 if arithmetic == "float32"
-                                else np.float64).astype(np.float64)
-                m = float(set_margins(y, S)[0])
-                safe = m > 0 if arithmetic == "float32" else m >= -REAL_TOLERANCE * (1 + np.abs(y).max())
-                if safe:
-                    row["failures"].append(f"bad counterexample: {name} {list(S)}: margin {m:.3g} is safe")
+                y = outputs(net, x[None], arithmetic)
+                if not violations(set_margins(y, S), y, arithmetic)[0]:
+                    row["failures"].append(f"bad counterexample: {name} {list(S)}: margin "
+                                           f"{set_margins(y, S)[0]:.3g} is safe")
     for S, by in decided.items():
         if len(set(by.values())) > 1:
             row["failures"].append(f"contradiction on {list(S)}: {by}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hdsl.check_options import arithmetic_of
 from hdsl.results import MeasurementResult, Result, Status, Verdict
 
 OUTCOMES = ("proved", "falsified", "unknown", "timeout", "error", "pass", "fail", "inconclusive")
@@ -100,8 +101,6 @@ def query_meta(query) -> dict:
             meta[key] = value
     if getattr(query, "label", None) is not None and query.network.classes:
         meta["label_name"] = _class_name(query.network, query.label)
-    from hdsl.check_options import arithmetic_of
-
     arithmetic = arithmetic_of(query)
     if arithmetic is not None:
         meta["arithmetic"] = arithmetic  # what "proved" covers (hdsl.ir.CheckOptions)

@@ -222,8 +222,7 @@ def run_sufficiency(item: Sufficiency, budget) -> Result:
     gran = Granularity(item.granularity, item.patch)
     dec = Decider(item.network, x[i].numpy(), attr[i], int(y[i]), eps=item.eps, granularity=gran,
                   timeout=min(per_query, left) if not math.isinf(left) else per_query, deadline=deadline,
-                  query_id=item.id, property_name=item.property, index=i, backend=item.options.backend,
-                  arithmetic=item.options.arithmetic)
+                  query_id=item.id, property_name=item.property, index=i, options=item.options)
     what = f"features of {item.explainer.name}" + (f" (free within linf {item.eps:g})" if item.eps is not None
                                                         else " (free over the input range)")
     if item.k is not None:

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from hdsl.check_options import CheckOptions
 from hdsl.source import Span
 
-MEASUREMENT_RUNS_TO_COMPLETION = "a faithfulness measurement runs to completion on the float32 model"
+
+def _measurement_ignores(self) -> dict[str, str]:
+    """Check options a measurement cannot honour, each with the reason (the checker warns)."""
+    return dict.fromkeys(("timeout", "backend", "arithmetic"),
+                         "a faithfulness measurement runs to completion on the float32 model")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +75,7 @@ class Faithfulness:
     seed: int = 0
     span: Span | None = field(default=None, compare=False, repr=False)
 
-    def ignored_options(self) -> dict[str, str]:
-        """Check options this item cannot honour, each with the reason (the checker warns)."""
-        return dict.fromkeys(("timeout", "backend", "arithmetic"), MEASUREMENT_RUNS_TO_COMPLETION)
+    ignored_options = _measurement_ignores
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +95,7 @@ class ExplainerComparison:
     seed: int = 0
     span: Span | None = field(default=None, compare=False, repr=False)
 
-    def ignored_options(self) -> dict[str, str]:
-        """Check options this item cannot honour, each with the reason (the checker warns)."""
-        return dict.fromkeys(("timeout", "backend", "arithmetic"), MEASUREMENT_RUNS_TO_COMPLETION)
+    ignored_options = _measurement_ignores
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -117,11 +117,11 @@ class Decider:
     def __init__(self, network: ir.Network, x_chw: np.ndarray, attr: torch.Tensor, label: int, *,
                  eps: float | None = None, granularity: Granularity = Granularity(), timeout: float = 10.0,
                  deadline: float | None = None, query_id: str = "sufficient", property_name: str = "",
-                 index: int = 0, backend: str = "auto", arithmetic: str = "float32"):
+                 index: int = 0, options: ir.CheckOptions = ir.CheckOptions()):
         self.network, self.x, self.attr, self.label = network, x_chw, attr, int(label)
         self.eps, self.gran, self.timeout, self.deadline = eps, granularity, timeout, deadline
-        self.qid, self.prop, self.index, self.backend = query_id, property_name, index, backend
-        self.arithmetic = arithmetic
+        self.qid, self.prop, self.index = query_id, property_name, index
+        self.options = options  # the check's backend and arithmetic; the timeout is per k (``timeout``)
         c, h, w = x_chw.shape
         self.n_features = granularity.feature_map(c, h, w)[1]
         self.spec = argmax_spec(label, network.num_outputs or _n_outputs(network))
@@ -131,8 +131,7 @@ class Decider:
         mask = fixed_mask(self.attr, tuple(self.x.shape), k, self.gran).numpy()
         box = sufficiency_box(self.network, self.x, mask, self.eps)
         return ir.Query(f"{self.qid}@k{k}", self.network, box, self.spec, self.prop,
-                        ir.CheckOptions(self.timeout, self.backend, self.arithmetic), self.index, self.label, None,
-                        self.eps)
+                        replace(self.options, timeout=self.timeout), self.index, self.label, None, self.eps)
 
     def __call__(self, k: int) -> KResult:
         if k in self.cache:
