@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hdsl import ast, ir
 from hdsl.constants import Value, evaluate, show
-from hdsl.diagnostics import Diagnostic, HdslError, Severity
+from hdsl.diagnostics import Diagnostic, HdslError, Severity, article
 from hdsl.onnx_info import read_onnx, shapes_match, strip_batch
 from hdsl.parser import parse_source
 from hdsl.source import SourceFile, Span
@@ -114,7 +114,7 @@ class Spec:
                        suggest(name, [s.name for s in self.symbols.values() if s.kind == kind]))
             return None
         if sym.kind != kind:
-            self.error(E_WRONG_KIND, f"'{name}' is a {sym.kind}, not a {what or kind}", span)
+            self.error(E_WRONG_KIND, f"'{name}' is {article(sym.kind)}, not {article(what or kind)}", span)
             return None
         return sym
 
@@ -128,6 +128,20 @@ class Spec:
         except HdslError as err:
             self.absorb(err)
             return None
+
+
+def named_symbol(spec: Spec, node, kind: str, what: str, code: str) -> Symbol:
+    """The symbol of ``kind`` that ``node`` names, for a feature's call arguments; else an error
+    ``code`` at the node with a close name or the declared ones as hint."""
+    if not isinstance(node, ast.Name):
+        raise HdslError.single(code, f"expected the name of {article(what)}", getattr(node, "span", None))
+    sym = spec.symbols.get(node.id)
+    if sym is None or sym.kind != kind:
+        options = [s.name for s in spec.symbols.values() if s.kind == kind]
+        hint = suggest(node.id, options) or ("declared: " + ", ".join(options) if options else
+                                             f"declare {article(what)} first")
+        raise HdslError.single(code, f"'{node.id}' is not {article(what)}", node.span, hint)
+    return sym
 
 
 def suggest(name: str, options) -> str | None:
@@ -522,7 +536,7 @@ def _warn_ignored_options(spec: Spec, name: str, options) -> None:
     """A warning for each option that the property's items cannot honour (their ``ignored_options()``)."""
     plan = spec.plans.get(name)
     ignored: dict[str, str] = {}
-    for item in plan.items if plan is not None else ():
+    for item in (plan.items or ()) if plan is not None else ():
         if hasattr(item, "ignored_options"):
             ignored.update(item.ignored_options())
     for opt in options:

@@ -8,6 +8,7 @@ list and works element-wise on lists of equal length.
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from typing import Callable, Union
 
@@ -20,6 +21,11 @@ Value = Union[Fraction, tuple]
 E_NOT_CONSTANT = "E301"
 E_DIV_ZERO = "E302"
 E_SHAPE = "E303"
+E_BAD_VALUE = "E304"
+
+# Every constant ends up a float64 in the IR; anything larger in magnitude would become inf (or
+# raise OverflowError) there, so the folder rejects it where it is written.
+FLOAT_MAX = Fraction(sys.float_info.max)
 
 
 def _err(code: str, message: str, node, hint: str | None = None) -> HdslError:
@@ -28,6 +34,18 @@ def _err(code: str, message: str, node, hint: str | None = None) -> HdslError:
 
 def evaluate(expr, lookup: Callable[[ast.Name], Value | None]) -> Value:
     """Fold ``expr``; ``lookup(name)`` returns a constant's value or None (then: an error)."""
+    value = _evaluate(expr, lookup)
+    if isinstance(expr, (ast.Number, ast.BinOp)):
+        for v in value if isinstance(value, tuple) else (value,):
+            if abs(v) > FLOAT_MAX:
+                raise _err(E_BAD_VALUE, "this number is too large: constants must fit a 64-bit float "
+                           f"(magnitude at most {sys.float_info.max:.4g})", expr,
+                       "check for a division by a tiny number" if isinstance(expr, ast.BinOp)
+                       else "write a number below 1.8e308")
+    return value
+
+
+def _evaluate(expr, lookup: Callable[[ast.Name], Value | None]) -> Value:
     if isinstance(expr, ast.Number):
         return expr.value
     if isinstance(expr, ast.Name):

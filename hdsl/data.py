@@ -89,7 +89,8 @@ def _load(ds: Dataset) -> LoadedData:
         raise _err(ds, "E405", f"data file {ds.path}: inputs are not numeric (dtype {x.dtype})")
     x = x.astype(np.float64)
     if "scale" in opts:
-        x = x * _number(ds, opts["scale"])
+        with np.errstate(over="ignore"):  # an overflow is reported below, as a diagnostic
+            x = x * _number(ds, opts["scale"])
     x = _reshape(ds, x, opts)
     if y is not None:
         y = np.asarray(y)
@@ -105,7 +106,14 @@ def _load(ds: Dataset) -> LoadedData:
         idx = np.asarray(ds.indices, dtype=np.int64)
         x = x[idx]
         y = None if y is None else y[idx]
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        row = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
+        row = ds.indices[row] if ds.indices is not None else row
+        raise _err(ds, "E405", f"data file {ds.path}: row {row} holds a NaN or a value beyond float32's range"
+                   + (" after `scale`" if "scale" in opts else ""),
+                   hint="every input must be a finite float32 number")
     x.setflags(write=False)
     if y is not None:
         y.setflags(write=False)

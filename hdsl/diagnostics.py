@@ -87,5 +87,10 @@ class HdslError(Exception):
         return cls([Diagnostic(code, message, span, hint, path=path)])
 
 
+def article(noun: str) -> str:
+    """``a model``, ``an explainer``: the indefinite article a message needs."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)

@@ -80,7 +80,7 @@ class Plan:
     boxes: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()  # (lower, upper) per box
     levels: tuple[int, ...] | None = None
     condition: object = None  # the AST of the output condition
-    items: tuple = ()  # measurement items from a feature module
+    items: tuple | None = None  # measurement items from a feature module (None: the property is a query)
     hierarchies: list = field(default_factory=list)
 
 
@@ -338,7 +338,7 @@ def lower(spec: Spec) -> ir.Program:
         if plan is None:
             continue
         if name not in expanded:
-            expanded[name] = plan.items if plan.items else tuple(_queries(spec, plan))
+            expanded[name] = plan.items if plan.items is not None else tuple(_queries(spec, plan))
         items = tuple(_with_options(q, options) for q in expanded[name])
         checks.append(ir.Check(name, items, options, span=span))
     used = [p for p in plans.values() if any(c.property == p.name for c in checks)]

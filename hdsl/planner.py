@@ -90,11 +90,16 @@ def _run_backend(name: str, query: Query, budget: Budget) -> Result:
 
 
 def _describe(exc: Exception) -> str:
+    """A backend's exception as a result message. A diagnostic (a bad file met while solving) and
+    running out of memory are the user's to act on; anything else is a bug in hdsl, and says so:
+    the message starts with "internal error", which makes ``hdsl check`` exit 4."""
     from hdsl.diagnostics import HdslError
 
     if isinstance(exc, HdslError):
         return "; ".join(d.render() for d in exc.diagnostics)
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return f"out of memory: {type(exc).__name__}: {exc}"
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _with(result: Result, **changes) -> Result:

@@ -104,7 +104,7 @@ causal model add {
 
 @pytest.mark.parametrize("body, code, words", [
     ("property p = iia(net, circuit, right, over all, intervene {R}) >= 0.9\ncheck p", "E703", "not a variable"),
-    ("property p = iia(net, circuit, nope, over all, intervene {P}) >= 0.9\ncheck p", "E703", "not a alignment"),
+    ("property p = iia(net, circuit, nope, over all, intervene {P}) >= 0.9\ncheck p", "E703", "not an alignment"),
     ("property p = iia(net, circuit, right, intervene {P}) >= 0.9\ncheck p", "E703", "over all"),
     ("property p = iia(net, circuit, right, over all, intervene {P}) >= 2\ncheck p", "E703", "threshold"),
     ("alignment both of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[2:6] }\n"
@@ -117,6 +117,31 @@ def test_bad_input_is_a_located_diagnostic(workdir, body, code, words):
     errs = [d for d in spec.diagnostics if d.severity.value == "error"]
     assert errs and errs[0].code == code and words in errs[0].message, [d.render() for d in errs]
     assert errs[0].span is not None
+
+
+def test_huge_neuron_range_lowers_and_is_refused_at_run_time(workdir):
+    """A range's end is checked against the node's width when the network runs; before that,
+    the overlap test must not build a dense projector of that size (it raised MemoryError)."""
+    spec = _spec(workdir, "alignment huge of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[4:1e308] }\n"
+                          "property p = iia(net, circuit, huge, over all, intervene {P, Q}) >= 0.9\ncheck p")
+    (item,) = _items(spec)
+    result = run_item(item)
+    assert result.status is Status.ERROR and "C204" in result.message and "exceeds node 'h'" in result.message
+
+
+@pytest.mark.parametrize("p, q, overlap", [((0, 4), (2, 6), True), ((0, 4), (4, 8), False),
+                                           ((3, 4), (0, 3), False), ((2, 3), (0, 8), True)])
+def test_plain_ranges_overlap_as_intervals(p, q, overlap):
+    from hdsl.causal.alignment import Alignment, Site, check_disjoint
+    from hdsl.diagnostics import HdslError
+
+    alignment = Alignment("a", "m", "net", (("P", Site("h", *p)), ("Q", Site("h", *q))))
+    if overlap:
+        with pytest.raises(HdslError, match="overlapping"):
+            check_disjoint(alignment, ("P", "Q"))
+    else:
+        check_disjoint(alignment, ("P", "Q"))
+    check_disjoint(Alignment("a", "m", "net", (("P", Site("h", *p)), ("Q", Site("g", *q)))), ("P", "Q"))
 
 
 def test_causal_model_errors(workdir):

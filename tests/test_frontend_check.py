@@ -94,6 +94,9 @@ BAD = [
     ("hierarchy h2 over c4 { a { cat dog car truck bus } }", "H012", "bus"),
     # values, types and shapes
     ("const e = 1/0", "E302", "1/0"),
+    ("const e = 2/1e-320", "E304", "2/1e-320"),
+    ("const e = 1e400", "E304", "1e400"),
+    ("const e = [1, 1e308 * 10]", "E304", "1e308 * 10"),
     ("property p = forall x in box([0, 0], [1, 1]): net(x)[0] <= 1", "E303", "[0, 0]"),
     ("property p = forall (x, y) in test: forall x2 in linf(x, -1): argmax net(x2) == y", "E304", "-1"),
     ("property p = forall (x, y) in test: forall x2 in linf(x, 0.1): argmax net(x) == y", "E309", "x) == y"),

@@ -69,6 +69,24 @@ def test_check_json_document(monkeypatch):
     assert p3["items"][0]["explanation"] == "the model predicts coc"  # argmax of the replayed outputs (1.0,)
 
 
+def test_a_check_of_no_items_shows_as_empty(tmp_path):
+    """A data selection of no rows: the property still has its row (status 'empty'), in the table,
+    the JSON and JUnit, next to the warning; it used to vanish from the report."""
+    spec = tmp_path / "specs" / "empty.hspec"
+    spec.parent.mkdir()
+    for folder in ("models", "data"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    spec.write_text((ROOT / "specs" / "mnist_robustness.hspec").read_text().replace("take 5", "take 0"))
+    junit = tmp_path / "out.xml"
+    res = runner.invoke(app, ["check", str(spec), "--store", "none", "--junit", str(junit)])
+    assert res.exit_code == 0 and "selects no rows" in res.output
+    assert "robust" in res.output and "empty" in res.output
+    doc = json.loads(runner.invoke(app, ["check", str(spec), "--store", "none", "--json"]).output)
+    assert [(p["name"], p["status"], p["items"]) for p in doc["properties"]] == [("robust", "empty", [])]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("name") == "robust" and suite.get("tests") == "0"
+
+
 def test_check_without_planner_reports_unknown(monkeypatch):
     monkeypatch.setitem(sys.modules, "hdsl.planner", None)  # import fails
     res = runner.invoke(app, ["check", ACAS, "--json"])

@@ -87,3 +87,23 @@ def test_unknown_option_and_non_integer_labels(tmp_path):
     with pytest.raises(HdslError) as e:
         load_dataset(Dataset("d", str(p), "npz", options=(("colour", "red"),)))
     assert e.value.diagnostics[0].code == "E402"
+
+
+@pytest.mark.parametrize("rows,options,row", [
+    ([[0, 1, 2], [1, 3, 1e300]], (("label_column", "0"),), 1),        # beyond float32 on reading
+    ([[0, 1, 2], [1, 3, 4]], (("label_column", "0"), ("scale", "1e308")), 0),  # beyond float32 after scale
+    ([[0, 1, 2], [1, 3, float("nan")]], (("label_column", "0"),), 1),
+])
+def test_non_finite_inputs_are_diagnostics(tmp_path, rows, options, row):
+    """A NaN or an infinity would reach the bounds (and the proofs) as an input: refused, with the row."""
+    with pytest.raises(HdslError) as e:
+        load_dataset(Dataset("d", _csv(tmp_path, rows), "csv", options=options))
+    d = e.value.diagnostics[0]
+    assert d.code == "E405" and f"row {row} " in d.message
+
+
+def test_non_finite_row_is_named_in_the_file_not_the_selection(tmp_path):
+    path = _csv(tmp_path, [[0, 1, 2], [1, 3, 4], [2, float("inf"), 0]])
+    with pytest.raises(HdslError) as e:
+        load_dataset(Dataset("d", path, "csv", (0, 2), options=(("label_column", "0"),)))
+    assert "row 2 " in e.value.diagnostics[0].message

@@ -83,6 +83,16 @@ def test_lowering_comparison_and_sufficiency(workdir):
     assert suff[0].k is None and suff[0].eps == 0.05 and suff[0].granularity == "patch" and suff[2].index == 2
 
 
+def test_no_images_lower_to_no_items(workdir):
+    """A per-image property over an empty selection is an empty check (it used to be lowered as a
+    robustness query and crash)."""
+    spec = _spec(workdir, "data none = npz \"test.npz\" take 0\n"
+                          "property s = sufficient(net, none, top 2 of ig)\ncheck s\n")
+    assert spec.ok and any("selects no rows" in d.message for d in spec.diagnostics)
+    (check,) = lower(spec).checks
+    assert check.property == "s" and check.items == ()
+
+
 @pytest.mark.parametrize("body, message", [
     ("explainer bad = lime_juice(net)\nproperty f = faithfulness(net, bad, test, metric srg) <= 1\n",
      "unknown attribution method"),
@@ -92,7 +102,7 @@ def test_lowering_comparison_and_sufficiency(workdir):
     ("property f = faithfulness(net, ig, test, metric srg, removal sparkles) <= 1\n", "unknown removal baseline"),
     ("property f = faithfulness(net, ig, test) <= 1\n", "needs `metric M`"),
     ("property f = faithfulness(net, ig, test, metric srg)\n", "compares explainers"),
-    ("property f = faithfulness(net, test, test, metric srg) <= 1\n", "'test' is not a explainer"),
+    ("property f = faithfulness(net, test, test, metric srg) <= 1\n", "'test' is not an explainer"),
     ("property f = sufficient(net, test, top 3 of ig) <= 2\n", "not compared with a threshold"),
     ("property f = sufficient(net, test, of ig)\n", "top k of EXPLAINER"),
     ("property f = faithfulness(net, ig, test, metric srg, removal learned(3)) <= 1\n", "in-painter file"),

@@ -145,21 +145,29 @@ def check_alignment(alignment: Alignment, model: CausalModel, node_sizes: dict[s
 
 def check_disjoint(alignment: Alignment, variables: tuple[str, ...]) -> None:
     """Variables intervened together must own disjoint units (else the splice is ambiguous)."""
-    import numpy as np
-
     sites = [(v, alignment.site_of(v)) for v in variables if alignment.site_of(v) is not None]
-    size: dict[str, int] = {}
-    for _, s in sites:
-        size[s.node] = max(size.get(s.node, 0), s.stop, s.rotation.dim if s.rotation else 0)
-    owned: dict[str, list[tuple[str, "np.ndarray"]]] = {}
-    for var, site in sites:
-        proj = projector(site, size[site.node])
-        for other, p in owned.get(site.node, []):
-            if float(np.abs(p @ proj).max()) > 1e-6:
+    for i, (var, site) in enumerate(sites):
+        for other, earlier in sites[:i]:
+            if earlier.node == site.node and _overlap(site, earlier, var, other):
                 raise HdslError.single("C211", f"{var} and {other} are aligned to overlapping units of "
                                        f"{site.node!r}; an intervention on both is ambiguous", site.span,
                                        "give each variable its own neurons (or coordinates of one rotation)")
-        owned.setdefault(site.node, []).append((var, proj))
+
+
+def _overlap(a: Site, b: Site, var: str, other: str) -> bool:
+    """Whether two sites of one node share a direction. Plain ranges intersect as intervals (no
+    dense projector: a range is only checked against the node's width once the network runs);
+    with a rotation, the projectors P_a P_b are compared in the rotation's coordinates."""
+    import numpy as np
+
+    if a.rotation is None and b.rotation is None:
+        return max(a.start, b.start) < min(a.stop, b.stop)
+    n = (a.rotation or b.rotation).dim
+    for name, site in ((var, a), (other, b)):
+        if site.stop > n:
+            raise HdslError.single("C204", f"range [{site.start}:{site.stop}] of {name} exceeds the {n} "
+                                   f"units of {site.node!r} (the size of its rotation)", site.span)
+    return float(np.abs(projector(a, n) @ projector(b, n)).max()) > 1e-6
 
 
 def projector(site: Site, size: int | None = None):

@@ -258,14 +258,9 @@ def _cache(spec, key: str) -> dict:
 
 
 def _symbol(spec, node, kind: str, what: str):
-    if not isinstance(node, ast.Name):
-        raise _err(E_CALL, f"expected the name of a {what}", node)
-    sym = spec.symbols.get(node.id)
-    if sym is None or sym.kind != kind:
-        options = [s.name for s in spec.symbols.values() if s.kind == kind]
-        hint = "declared: " + ", ".join(options) if options else f"declare a {what} first"
-        raise _err(E_CALL, f"'{node.id}' is not a {what}", node, hint)
-    return sym
+    from hdsl.check import named_symbol
+
+    return named_symbol(spec, node, kind, what, E_CALL)
 
 
 def _var_set(node, model: cm.CausalModel) -> tuple[str, ...]:

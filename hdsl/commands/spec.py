@@ -160,7 +160,7 @@ def check_cmd(
         raise typer.Exit(130)
     items = {getattr(i, "id", None): i for c in program.checks for i in c.items}
     results = [r for _, r in pairs]
-    summaries = summarise(pairs)
+    summaries = summarise(pairs, tuple(c.property for c in program.checks))
     code = exit_code(results) if results else int(ExitCode.OK)
     internal = any(getattr(r, "message", "").startswith("internal error") for r in results)
     if as_json:

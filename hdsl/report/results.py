@@ -54,9 +54,12 @@ class PropertySummary:
         return "undecided"
 
 
-def summarise(results: list[tuple[str, Result | MeasurementResult]]) -> list[PropertySummary]:
-    """Group ``(property, result)`` pairs by property, in first-seen order."""
-    by_name: dict[str, PropertySummary] = {}
+def summarise(results: list[tuple[str, Result | MeasurementResult]],
+              properties: tuple[str, ...] = ()) -> list[PropertySummary]:
+    """Group ``(property, result)`` pairs by property, in first-seen order. Every name in
+    ``properties`` gets a summary, so a check that expanded to no items (a data selection of no
+    rows) shows as 'empty' instead of vanishing from the report."""
+    by_name: dict[str, PropertySummary] = {name: PropertySummary(name) for name in properties}
     for prop, r in results:
         by_name.setdefault(prop, PropertySummary(prop)).results.append(r)
     return list(by_name.values())

@@ -73,17 +73,9 @@ def _split(call: ast.Call):
 
 
 def _symbol(spec, node, kind: str, what: str):
-    if not isinstance(node, ast.Name):
-        raise _err(E, f"expected the name of a {what}", node)
-    sym = spec.symbols.get(node.id)
-    if sym is None or sym.kind != kind:
-        from hdsl.check import suggest
+    from hdsl.check import named_symbol
 
-        options = [s.name for s in spec.symbols.values() if s.kind == kind]
-        hint = suggest(node.id, options) or ("declared: " + ", ".join(options) if options else
-                                             f"declare a {what} first")
-        raise _err(E, f"'{node.id}' is not a {what}", node, hint)
-    return sym
+    return named_symbol(spec, node, kind, what, E)
 
 
 # --------------------------------------------------------------------------- explainers
