@@ -101,6 +101,16 @@ def _binary(node: ast.BinOp, a: Value, b: Value) -> Value:
     return one(a, b)
 
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes no more; torch's takes as many
+
+
+def seed_value(v: Value, node) -> int:
+    """A random seed: an integer in [0, 2^32 - 1], or an E304 at ``node``."""
+    if isinstance(v, tuple) or v.denominator != 1 or not 0 <= v <= SEED_MAX:
+        raise _err(E_BAD_VALUE, f"a seed is an integer from 0 to {SEED_MAX}, not {show(v)}", node)
+    return int(v)
+
+
 def as_float(v: Value) -> float | tuple[float, ...]:
     return tuple(float(x) for x in v) if isinstance(v, tuple) else float(v)
 

@@ -109,6 +109,9 @@ causal model add {
     ("property p = iia(net, circuit, right, over all, intervene {P}) >= 2\ncheck p", "E703", "threshold"),
     ("alignment both of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[2:6] }\n"
      "property p = iia(net, circuit, both, over all, intervene {P, Q}) >= 0.9\ncheck p", "C211", "overlapping"),
+    ("property p = iia(net, circuit, right, over all, intervene {P}, seed -1) >= 0.9\ncheck p", "E304", "seed"),
+    ("property p = iia(net, circuit, right, over all, intervene {P}) >= 0.9 with confidence 0.9 seed 0.5\ncheck p",
+     "E304", "seed"),
     ("alignment bad of circuit to net { Z -> layer \"h\"[0:4] }\n"
      "property p = iia(net, circuit, bad, over all, intervene {P}) >= 0.9\ncheck p", "E702", "not a variable"),
 ])

@@ -106,6 +106,9 @@ def test_no_images_lower_to_no_items(workdir):
     ("property f = sufficient(net, test, top 3 of ig) <= 2\n", "not compared with a threshold"),
     ("property f = sufficient(net, test, of ig)\n", "top k of EXPLAINER"),
     ("property f = faithfulness(net, ig, test, metric srg, removal learned(3)) <= 1\n", "in-painter file"),
+    ("property f = faithfulness(net, ig, test, metric srg) <= 1 with confidence 0.9 seed -1\n", "a seed is an integer"),
+    ("explainer r2 = random(net, seed 4294967296)\nproperty f = faithfulness(net, r2, test, metric srg) <= 1\n",
+     "a seed is an integer from 0 to 4294967295"),
 ])
 def test_errors_are_located_diagnostics(workdir, body, message):
     text = _errors(workdir, body + "check f\n")

@@ -52,6 +52,15 @@ def _int(spec, node, what: str) -> int:
     return int(v)
 
 
+def _seed(spec, node) -> int:
+    from hdsl.constants import seed_value
+
+    v = spec.fold(node)
+    if v is None:
+        raise HdslError([])
+    return seed_value(v, node)
+
+
 def _domain(spec, node) -> cm.VarType:
     if node is None:
         return cm.VarType.boolean()
@@ -374,7 +383,7 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
         elif kw.key == "samples":
             samples = _int(spec, kw.value, "samples")
         elif kw.key == "seed":
-            seed = _int(spec, kw.value, "seed")
+            seed = _seed(spec, kw.value)
         elif kw.key == "metric":
             if not isinstance(kw.value, ast.Name) or kw.value.id not in ("all", "effective"):
                 raise _err(E_CALL, "metric is `all` or `effective` (pairs whose counterfactual label changes)",
@@ -412,7 +421,7 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
         elif opt.key == "samples":
             samples = _int(spec, opt.value, "samples")
         elif opt.key == "seed":
-            seed = _int(spec, opt.value, "seed")
+            seed = _seed(spec, opt.value)
     if samples is not None and samples <= 0:
         raise _err(E_CALL, "samples must be positive", call)
     from hdsl.causal.alignment import check_disjoint

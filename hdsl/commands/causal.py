@@ -14,7 +14,7 @@ causal_app = typer.Typer(help="Causal alignment: example tasks, DAS rotations, i
 def train_cmd(
     task: str = typer.Argument(..., help="heq (hierarchical equality) or bool ((a and b) or (c and d))"),
     out: str = typer.Argument(..., help="the ONNX file to write"),
-    seed: int = typer.Option(0, help="training seed (deterministic on CPU)"),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="training seed (deterministic on CPU)"),
     rotate: Optional[str] = typer.Option(None, help="also write the net with a random rotation after node h "
                                                     "(node hr) to this ONNX file, and its un-rotation as .npy"),
 ) -> None:
@@ -52,7 +52,7 @@ def das_cmd(
     node: str = typer.Option("h", help="the node whose rotated coordinates 0..k-1 will carry it"),
     k: int = typer.Option(8, help="number of rotated coordinates"),
     steps: int = typer.Option(1000, help="Adam steps"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1),
     out: Optional[str] = typer.Option(None, help="write the learned rotation (.npy) here"),
 ) -> None:
     """Learn a rotation (DAS) for one variable and report its IIA on held-out pairs."""

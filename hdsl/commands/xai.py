@@ -69,7 +69,7 @@ def train_inpainter_cmd(
     epochs: int = typer.Option(20, help="passes over the images"),
     batch_size: int = typer.Option(64, "--batch-size"),
     width: int = typer.Option(16, help="channels of the first U-Net level"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop training after this long"),
     layout: str = typer.Option("auto", help="auto, nhwc or nchw"),
 ) -> None:

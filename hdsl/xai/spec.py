@@ -62,6 +62,12 @@ def _int(spec, node, what: str, minimum: int = 0) -> int:
     return int(v)
 
 
+def _seed(spec, node) -> int:
+    from hdsl.constants import seed_value
+
+    return seed_value(_number(spec, node, "seed"), node)
+
+
 def _split(call: ast.Call):
     pos, kws = [], []
     for a in call.args:
@@ -112,7 +118,7 @@ def lower_explainer(spec, decl: ast.ExplainerDecl) -> ExplainerSpec:
             raise _err(E_EXPL, f"{method} does not take `{kw.key}`", kw,
                        "options: " + (", ".join(allowed) or "none"))
         params[key] = _int(spec, kw.value, key, 1) if key in ("steps", "samples") else (
-            _int(spec, kw.value, key) if key == "seed" else float(_number(spec, kw.value, key)))
+            _seed(spec, kw.value) if key == "seed" else float(_number(spec, kw.value, key)))
     for extra in pos[1:]:
         if isinstance(extra, ast.Name) and "signed" in allowed and extra.id == "signed":
             params["signed"] = True
@@ -131,7 +137,9 @@ def lower_explainer(spec, decl: ast.ExplainerDecl) -> ExplainerSpec:
                 if not isinstance(args[0], ast.Name) or args[0].id not in PARAMS:
                     raise _err(E_EXPL, "method(...) takes an attribution method name", args[0])
                 params[key] = args[0].id
-            elif key in ("window", "stride", "steps", "samples", "baselines", "seed"):
+            elif key == "seed":
+                params[key] = _seed(spec, args[0])
+            elif key in ("window", "stride", "steps", "samples", "baselines"):
                 params[key] = _int(spec, args[0], key, 0 if key == "stride" else 1)
             else:
                 params[key] = float(_number(spec, args[0], key))
@@ -236,7 +244,7 @@ def _stats(spec, decl) -> tuple[float, int, int]:
         elif opt.key == "samples":
             resamples = _int(spec, opt.value, "samples (bootstrap resamples)", 10)
         elif opt.key == "seed":
-            seed = _int(spec, opt.value, "seed")
+            seed = _seed(spec, opt.value)
     return confidence, resamples, seed
 
 
