@@ -18,6 +18,7 @@ mutated text of one run so that it can be replayed by hand.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import re
 import shutil
@@ -53,8 +54,10 @@ def mutate(text: str, rng: random.Random) -> str:
         text = "".join(lines)
     tokens = TOKEN.findall(text)
     solid = [i for i, t in enumerate(tokens) if not t.isspace()]
-    words = sorted({t for t in tokens if re.fullmatch(r"[A-Za-z_]\w*", t)})
+    words = sorted({t for t in tokens if re.fullmatch(r'[A-Za-z_]\w*|"[^"]*"', t)}) or ["x"]
     for _ in range(rng.randint(1, 3)):
+        if not solid:
+            break
         kind = rng.choice(("delete", "duplicate", "swap", "number", "number", "number", "word", "word",
                            "keyword", "truncate", "char"))
         i = rng.choice(solid)
@@ -116,6 +119,71 @@ def run_one(seed: int, workdir: Path, solve: float | None = None) -> tuple[str, 
     return spec.name, text, None
 
 
+@functools.lru_cache(maxsize=None)
+def _corpus(target: str) -> list[tuple[str, str, str | None]]:
+    """(name, text, format) of the shipped files a target mutates."""
+    if target == "vnnlib":
+        from hdsl.vnnlib import read_vnnlib_text
+
+        folder = REPO / "tests/data/vnncomp/acasxu/vnnlib"
+        return [(f.name, read_vnnlib_text(f), None) for f in sorted(folder.glob("*"))]
+    from hdsl.hierarchy import load_hierarchy, to_newick
+
+    out = []
+    for f in sorted((REPO / "hierarchies").glob("*.json")):
+        h = load_hierarchy(str(f))
+        out += [(f.name, f.read_text(), "json"), (f.name + ".nwk", to_newick(h), "newick"),
+                (f.name + ".nbdt", _nbdt(h), "nbdt")]
+    return out
+
+
+def _nbdt(h) -> str:
+    """The tree as NBDT's networkx node-link JSON (leaves labelled with their class)."""
+    import json
+
+    nodes, links = [], []
+
+    def walk(node) -> str:
+        if isinstance(node, str):
+            nodes.append({"id": f"n{h.classes.index(node)}", "label": node})
+            return nodes[-1]["id"]
+        me = f"f{len(links) + len(nodes) + 100}"
+        nodes.append({"id": me})
+        for child in node.children:
+            links.append({"source": me, "target": walk(child)})
+        return me
+
+    walk(h.root)
+    return json.dumps({"directed": True, "multigraph": False, "graph": {}, "nodes": nodes, "links": links})
+
+
+def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
+    """One mutant of a VNN-LIB or hierarchy file through its parser."""
+    from hdsl.diagnostics import HdslError
+
+    rng = random.Random(seed)
+    name, text, fmt = rng.choice(_corpus(target))
+    text = mutate(text, rng)
+    try:
+        if target == "vnnlib":
+            from hdsl.vnnlib import parse_vnnlib
+
+            parse_vnnlib(text, name)
+        else:
+            from hdsl.hierarchy import parse_hierarchy
+
+            parse_hierarchy(text, name, fmt=fmt, num_outputs=rng.choice((None, 10, 100)))
+    except HdslError as err:
+        for d in err.diagnostics:
+            if d.span is None and d.path is None:
+                return name, text, f"diagnostic without a location: {d.render()}"
+    except RecursionError:
+        return name, text, "RecursionError"
+    except Exception:  # noqa: BLE001 - what the fuzzer looks for
+        return name, text, traceback.format_exc(limit=-3)
+    return name, text, None
+
+
 def _solve(program, seconds: float, per_check: int = 2) -> str | None:
     """Decide the first items of each check; the message of a result that reports a bug."""
     from hdsl.backends import Budget
@@ -143,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0, help="first seed; run k uses seed + k")
+    parser.add_argument("--target", choices=("spec", "vnnlib", "hierarchy"), default="spec",
+                        help="what to mutate: shipped specs (default), the ACAS Xu VNN-LIB files, or the shipped "
+                             "hierarchies in their three formats")
     parser.add_argument("--solve", type=float, default=None, metavar="SECONDS",
                         help="also decide the first two items of each check of the quick specs (not the "
                              "CIFAR-10 ones) with this budget each")
@@ -157,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     try:
         for seed in range(args.seed, args.seed + args.runs):
-            name, _text, failure = run_one(seed, root, args.solve)
+            name, _text, failure = (run_one(seed, root, args.solve) if args.target == "spec"
+                                    else run_file(seed, args.target))
             if failure:
                 failures += 1
                 print(f"seed {seed} ({name}):\n{failure.rstrip()}\n", flush=True)

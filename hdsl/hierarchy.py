@@ -590,18 +590,20 @@ def _parse_nbdt(src: SourceFile, classes, name):
         lab = node.get("label")
         names[nid] = str(lab) if isinstance(lab, str) and lab else nid
 
-    def locate_id(nid: str, nth: int = 1) -> Span | None:
-        return loc_any(nid, nth)
+    def locate_id(nid: str, nth: int = 1) -> Span:
+        """The quoted id; an id written as a number (networkx allows it) at the start of the file."""
+        return loc_any(nid, nth) or whole
 
     children: dict[str, list[str]] = {i: [] for i in ids}
     parents: dict[str, list[str]] = {i: [] for i in ids}
-    for link in links:
+    for k, link in enumerate(links, 1):
         if not isinstance(link, dict) or "source" not in link or "target" not in link:
             raise HdslError([Diagnostic(H_BAD_FORMAT, "every link needs \"source\" and \"target\"", whole)])
         s, t = str(link["source"]), str(link["target"])
-        for end in (s, t):
-            if end not in children:
-                diags.append(Diagnostic(H_NOT_A_TREE, f"link refers to an unknown node '{end}'", locate_id(end, 1)))
+        for key, end in (("source", s), ("target", t)):
+            if end not in children:  # at the id if it is quoted somewhere, else at the k-th link's key
+                at = loc_any(end, 1) or loc_any(key, k) or whole
+                diags.append(Diagnostic(H_NOT_A_TREE, f"link refers to an unknown node '{end}'", at))
         if s in children and t in children:
             children[s].append(t)
             parents[t].append(s)

@@ -43,6 +43,19 @@ def test_mutated_specs_never_crash_the_front_end(fuzz, first):
     assert not failures, failures[0]
 
 
+@pytest.mark.parametrize("target, first", [("vnnlib", 0), ("hierarchy", 0), ("hierarchy", 700)])
+def test_mutated_files_never_crash_their_parsers(target, first):
+    """VNN-LIB and hierarchy files (JSON, Newick, NBDT); hierarchy seeds 76 and 783 found NBDT links
+    to numeric node ids reported without a location."""
+    module = _fuzzer()
+    failures = []
+    for seed in range(first, first + 150):
+        name, text, failure = module.run_file(seed, target)
+        if failure:
+            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
+    assert not failures, failures[0]
+
+
 def test_mutations_reach_past_the_parser(fuzz):
     """The fuzzer is only useful if many mutants parse and check: count the clean ones."""
     module, root = fuzz

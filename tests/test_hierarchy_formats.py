@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,16 @@ def test_syntax_and_format_errors_are_located():
     assert d.code == "H002" and "';'" in d.message
     d = errors("a;", "w.nwk")[0]
     assert "root" in d.message
+
+
+def test_nbdt_numeric_ids_are_located():
+    """networkx writes integer ids unquoted: a dangling link to one points at its link."""
+    doc = nbdt_doc()
+    doc["links"][3]["target"] = 42
+    text = json.dumps(doc)
+    (d,) = errors(text, "t.json")
+    assert d.code == "H018" and "'42'" in d.message and d.span is not None
+    assert d.span.start == [m.start() for m in re.finditer('"target"', text)][3]
 
 
 def test_nbdt_dag_cycle_and_dangling_link():
