@@ -175,7 +175,9 @@ def check_source(source: SourceFile, deep: bool = True) -> Spec:
     except RecursionError:
         spec.error(E_TOO_DEEP, "an expression is nested too deeply", Span(source, 0, 0),
                    "split it with `const` declarations")
-    spec.diagnostics.sort(key=_position)  # in reading order, whatever the checking order
+    # in reading order, whatever the checking order; once each (properties sharing a declaration
+    # would each report its problem)
+    spec.diagnostics[:] = sorted(dict.fromkeys(spec.diagnostics), key=_position)
     return spec
 
 

@@ -122,19 +122,27 @@ def test_bad_input_is_a_located_diagnostic(workdir, body, code, words):
     assert errs[0].span is not None
 
 
-def test_huge_neuron_range_lowers_and_is_refused_at_run_time(workdir):
-    """A range's end is checked against the node's width when the network runs; before that,
-    the overlap test must not build a dense projector of that size (it raised MemoryError)."""
-    spec = _spec(workdir, "alignment huge of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[4:1e308] }\n"
-                          "property p = iia(net, circuit, huge, over all, intervene {P, Q}) >= 0.9\ncheck p")
-    (item,) = _items(spec)
-    result = run_item(item)
-    assert result.status is Status.ERROR and "C204" in result.message and "exceeds node 'h'" in result.message
+@pytest.mark.parametrize("site, code, words", [
+    ('layer "h"[4:1e308]', "E702", "past any layer's width"),
+    ('layer "h"[4:9]', "C204", "exceeds node 'h''s 8 neurons"),
+    ('layer "hh"[4:8]', "C203", "has no node 'hh'"),
+])
+def test_sites_are_checked_against_the_network_with_the_spec(workdir, site, code, words):
+    """Node names and range ends are located diagnostics of `hdsl check`, once each, not error
+    results of every item that uses the alignment."""
+    spec = _spec(workdir, f"alignment bad of circuit to net {{ P -> layer \"h\"[0:4]  Q -> {site} }}\n"
+                          "property p = iia(net, circuit, bad, over all, intervene {P, Q}) >= 0.9\n"
+                          "property p2 = iia(net, circuit, bad, over all, intervene {Q}) >= 0.9\ncheck p, p2")
+    errs = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert [d.code for d in errs] == [code] and words in errs[0].message, [d.render() for d in errs]
+    assert errs[0].span.text.startswith("Q ->") or errs[0].span.text in ("1e308",)
 
 
 @pytest.mark.parametrize("p, q, overlap", [((0, 4), (2, 6), True), ((0, 4), (4, 8), False),
-                                           ((3, 4), (0, 3), False), ((2, 3), (0, 8), True)])
+                                           ((3, 4), (0, 3), False), ((2, 3), (0, 8), True),
+                                           ((0, 4), (4, 10**300), False), ((0, 4), (3, 10**300), True)])
 def test_plain_ranges_overlap_as_intervals(p, q, overlap):
+    """Without a dense projector: a range end of 1e308 once raised MemoryError here."""
     from hdsl.causal.alignment import Alignment, Site, check_disjoint
     from hdsl.diagnostics import HdslError
 
@@ -182,11 +190,16 @@ check p
     p = workdir / "h.hspec"
     p.write_text(heq)
     spec = check_file(p)
-    errs = [d for d in spec.diagnostics if d.severity.value == "error"]
-    assert errs and "samples" in (errs[0].hint or "") and "2,176,782,336" in errs[0].message
-    # a node the network does not have: the measurement reports an error naming it
-    p.write_text(heq.replace("intervene [{WX}, {YZ}]) >= 0.9", "intervene {YZ}) >= 0.9 with samples 100"))
+    # a node the network does not have: a located diagnostic of the check ...
+    (err,) = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert err.code == "C203" and "'nowhere'" in err.message and err.span.line == 9
+    p.write_text(heq.replace('"nowhere"', '"h"'))
     spec = check_file(p)
+    (budget,) = [d for d in spec.diagnostics if d.severity.value == "error"]
+    assert "samples" in (budget.hint or "") and "2,176,782,336" in budget.message
+    # ... and, when the spec was checked without the network (`hdsl ir`), the item's error at run time
+    p.write_text(heq.replace("intervene [{WX}, {YZ}]) >= 0.9", "intervene {YZ}) >= 0.9 with samples 100"))
+    spec = check_file(p, deep=False)
     assert spec.ok, [d.render() for d in spec.diagnostics]
     r = run_item(_items(spec)[0])
     assert r.status is Status.ERROR and "nowhere" in r.message

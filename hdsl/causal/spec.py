@@ -52,6 +52,14 @@ def _int(spec, node, what: str) -> int:
     return int(v)
 
 
+def _neuron(spec, node) -> int:
+    """A neuron index of an alignment range (its end is checked against the node's width later)."""
+    v = _int(spec, node, "a neuron index")
+    if v >= 2**31:
+        raise _err(E_ALIGN, f"neuron index {v:.3g} is past any layer's width", node)
+    return v
+
+
 def _seed(spec, node) -> int:
     from hdsl.constants import seed_value
 
@@ -248,9 +256,9 @@ def lower_alignment(spec, decl: ast.AlignmentDecl, model: cm.CausalModel) -> Ali
         start, stop = 0, -1
         if item.slice is not None:
             if item.slice.start is not None:
-                start = _int(spec, item.slice.start, "a neuron index")
+                start = _neuron(spec, item.slice.start)
             if item.slice.stop is not None:
-                stop = _int(spec, item.slice.stop, "a neuron index")
+                stop = _neuron(spec, item.slice.stop)
         sites.append((var, Site(node, start, stop, rotation, item.span)))
     return Alignment(decl.name.name, model.name, decl.network.name, tuple(sites), (), decl.span)
 
@@ -352,6 +360,8 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
         raise _err(E_ALIGN, f"alignment '{adecl.name.name}' is to '{adecl.network.name}', not '{net_sym.name}'",
                    positional[2])
     alignment = lower_alignment(spec, adecl, model)
+    if spec.deep:
+        _check_sites(alignment, model, info.network)
     import math
 
     from hdsl.causal.alignment import encoded_width
@@ -448,6 +458,21 @@ def lower_property(spec, decl: ast.PropertyDecl) -> tuple[IIA, ...]:
         items.append(IIA(f"{decl.name.name}/iia{tag}", decl.name.name, info.network, model, alignment, groups,
                          rows, data, samples, seed, float(threshold), op, confidence, metric, eps, call.span))
     return tuple(items)
+
+
+def _check_sites(alignment, model: cm.CausalModel, network) -> None:
+    """The alignment's nodes, ranges and rotations against the network's graph, so that a
+    misspelt node or a range past its width is a located diagnostic when the spec is checked (the
+    run checks again: files may change in between)."""
+    from hdsl.causal.alignment import check_alignment
+    from hdsl.causal.handler import load_graph, resolve_sites
+
+    try:
+        graph = load_graph(network)
+    except HdslError:
+        return  # the model declaration reports a file that does not import
+    resolved, sizes = resolve_sites(alignment, graph)
+    check_alignment(resolved, model, sizes)
 
 
 def _experiment(node, model: cm.CausalModel) -> tuple[tuple[str, ...], ...]:
