@@ -18,6 +18,7 @@ mutated text of one run so that it can be replayed by hand.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import random
 import re
@@ -29,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted((REPO / "specs").glob("*.hspec"))
+STATS: collections.Counter = collections.Counter()  # mutants that checked clean, items decided
 QUICK = [p for p in SPECS if not p.name.startswith("cifar10")]  # items decided in seconds
 
 # A token: a string, a number (with exponent), a word, or any other single character.
@@ -103,6 +105,7 @@ def run_one(seed: int, workdir: Path, solve: float | None = None) -> tuple[str, 
             if d.severity is Severity.ERROR and d.span is None and d.path is None:
                 return spec.name, text, f"diagnostic without a location: {d.render()}"
         if checked.ok:
+            STATS["clean"] += 1
             program = lower(checked)
             if solve:
                 failure = _solve(program, solve)
@@ -192,6 +195,7 @@ def _solve(program, seconds: float, per_check: int = 2) -> str | None:
     for check in program.checks:
         for item in check.items[:per_check]:
             result = run_item(item, Budget.seconds(seconds))
+            STATS["decided"] += 1
             message = getattr(result, "message", "") or ""
             if message.startswith(("internal error", "out of memory")):
                 return f"{item.id}: {message}"
@@ -235,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"seed {seed} ({name}):\n{failure.rstrip()}\n", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{args.runs} runs, {failures} failures")
+    extra = "" if args.target != "spec" else f" ({STATS['clean']} mutants checked clean" + (
+        f", {STATS['decided']} items decided)" if args.solve else ")")
+    print(f"{args.runs} runs, {failures} failures{extra}")
     return 1 if failures else 0
 
 
