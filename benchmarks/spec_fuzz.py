@@ -1,15 +1,21 @@
 """Mutation fuzzing of the front end: bad specs must give diagnostics, never an internal error.
 
 Each run takes a shipped spec, sometimes drops, repeats or moves a line, applies a few random
-token-level mutations (delete, duplicate or swap tokens, replace a number by an odd one, an
-identifier by another one of the spec, a token by a keyword or a stray character, truncate), and runs what ``hdsl ir`` runs: parse, check (deep: the models,
-data and hierarchy files are opened) and lower. Anything that escapes as an exception other than
+token-level mutations (delete, duplicate or swap tokens, replace a number by an odd one, a name
+by another one of the spec, a token by a keyword or a stray character, truncate), and runs what
+``hdsl check`` runs before solving: parse, check (deep: the models, data and hierarchy files are
+opened) and lower. Anything that escapes as an exception other than
 ``HdslError`` is a bug; so is an error diagnostic without a location in the spec or in a named
 file. With ``--solve SECONDS`` the mutants of the quick specs (not the CIFAR-10 ones) are also
 decided, two items a check, and a result whose message reports an internal error is a bug.
+``--target lsp`` sends the mutants through the language server's features instead (diagnostics,
+code actions, outline, folding, semantic tokens, formatting, and hover, completion, definition,
+references and highlights at random positions); ``--target vnnlib|hierarchy`` mutates VNN-LIB
+files and hierarchies (JSON, Newick, NBDT) through their parsers.
 
     python benchmarks/spec_fuzz.py --runs 2000 --seed 0
     python benchmarks/spec_fuzz.py --runs 300 --solve 2
+    python benchmarks/spec_fuzz.py --target lsp --runs 1000
 
 Prints one line per failure (seed, spec, exception) and a summary; ``--show SEED`` prints the
 mutated text of one run so that it can be replayed by hand.
@@ -187,6 +193,41 @@ def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
     return name, text, None
 
 
+def run_editor(seed: int, workdir: Path) -> tuple[str, str, str | None]:
+    """One mutant through the language server's features, at random positions of the document
+    (including past a line's end and past the last line, where editors send them too)."""
+    from hdsl.lsp import features as f
+    from hdsl.lsp.analysis import analyse
+    from hdsl.lsp.diagnostics import path_to_uri
+
+    rng = random.Random(seed)
+    spec = rng.choice(SPECS)
+    text = mutate(spec.read_text(), rng)
+    path = workdir / "specs" / f"edit_{spec.name}"
+    path.write_text(text)
+    uri = path_to_uri(str(path))
+    try:
+        a = analyse(uri, text, deep=rng.random() < 0.3)
+        diagnostics = f.lsp_diagnostics(a)
+        f.code_actions(uri, diagnostics)
+        f.document_symbols(a)
+        f.folding_ranges(a)
+        f.semantic_tokens(a)
+        f.format_edits(text, str(path))
+        lines = text.split("\n")
+        for _ in range(8):
+            line = rng.randrange(len(lines) + 1)
+            character = rng.randrange(len(lines[line]) + 3) if line < len(lines) else rng.randrange(3)
+            f.hover_at(a, line, character)
+            f.complete_at(a, line, character)
+            f.definition_at(a, line, character)
+            f.references_at(a, line, character)
+            f.highlights_at(a, line, character)
+    except Exception:  # noqa: BLE001 - what the fuzzer looks for
+        return spec.name, text, traceback.format_exc(limit=-3)
+    return spec.name, text, None
+
+
 def _solve(program, seconds: float, per_check: int = 2) -> str | None:
     """Decide the first items of each check; the message of a result that reports a bug."""
     from hdsl.backends import Budget
@@ -215,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0, help="first seed; run k uses seed + k")
-    parser.add_argument("--target", choices=("spec", "vnnlib", "hierarchy"), default="spec",
-                        help="what to mutate: shipped specs (default), the ACAS Xu VNN-LIB files, or the shipped "
-                             "hierarchies in their three formats")
+    parser.add_argument("--target", choices=("spec", "lsp", "vnnlib", "hierarchy"), default="spec",
+                        help="what to mutate: shipped specs through the checker (default) or through the language "
+                             "server's features, the ACAS Xu VNN-LIB files, or the shipped hierarchies in their "
+                             "three formats")
     parser.add_argument("--solve", type=float, default=None, metavar="SECONDS",
                         help="also decide the first two items of each check of the quick specs (not the "
                              "CIFAR-10 ones) with this budget each")
@@ -232,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     try:
         for seed in range(args.seed, args.seed + args.runs):
-            name, _text, failure = (run_one(seed, root, args.solve) if args.target == "spec"
-                                    else run_file(seed, args.target))
+            if args.target == "spec":
+                name, _text, failure = run_one(seed, root, args.solve)
+            elif args.target == "lsp":
+                name, _text, failure = run_editor(seed, root)
+            else:
+                name, _text, failure = run_file(seed, args.target)
             if failure:
                 failures += 1
                 print(f"seed {seed} ({name}):\n{failure.rstrip()}\n", flush=True)

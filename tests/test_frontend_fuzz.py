@@ -56,6 +56,16 @@ def test_mutated_files_never_crash_their_parsers(target, first):
     assert not failures, failures[0]
 
 
+def test_mutated_specs_never_crash_the_editor_features(fuzz):
+    module, root = fuzz
+    failures = []
+    for seed in range(100):
+        name, text, failure = module.run_editor(seed, root)
+        if failure:
+            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
+    assert not failures, failures[0]
+
+
 def test_mutations_reach_past_the_parser(fuzz):
     """The fuzzer is only useful if many mutants parse and check: count the clean ones."""
     module, root = fuzz
