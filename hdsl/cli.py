@@ -8,7 +8,7 @@ Exit codes (documented in the README):
   0  every query proved / every measurement passed
   1  something falsified / failed (a confirmed counterexample)
   2  something unknown, timed out or inconclusive (and nothing falsified)
-  3  the spec or an input file has errors (diagnostics printed)
+  3  the spec, an input file or the command line has errors (diagnostics printed)
   4  internal error (a bug in hdsl: please report it)
 """
 
@@ -30,6 +30,13 @@ class ExitCode(IntEnum):
     SPEC_ERROR = 3
     INTERNAL = 4
 
+
+# click exits 2 on a usage error (a bad option value, a missing argument, an unknown command),
+# which here would read as "undecided" to a CI job; hdsl's code for bad input is 3. (typer may
+# vendor its own click: the class is found from typer's BadParameter.)
+for _cls in typer.BadParameter.__mro__:
+    if _cls.__name__ == "UsageError":
+        _cls.exit_code = int(ExitCode.SPEC_ERROR)
 
 app = typer.Typer(
     name="hdsl",

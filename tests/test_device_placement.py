@@ -104,7 +104,7 @@ def test_cli_rejects_a_bad_device(value, message):
     from hdsl.cli import app
 
     res = CliRunner().invoke(app, ["--device", value, "version"])
-    assert res.exit_code == 2
+    assert res.exit_code == 3
     assert message in res.output and "Traceback" not in res.output
 
 
@@ -115,11 +115,11 @@ def test_cli_checks_the_device_environment_variable(monkeypatch):
 
     monkeypatch.setenv(DEVICE_ENV, "tpu")
     res = CliRunner().invoke(app, ["version"])
-    assert res.exit_code == 2 and "HDSL_DEVICE" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 3 and "HDSL_DEVICE" in res.output and "Traceback" not in res.output
     if not torch.cuda.is_available():
         monkeypatch.delenv(DEVICE_ENV)
         res = CliRunner().invoke(app, ["--device", "cuda", "version"])
-        assert res.exit_code == 2 and "no CUDA device" in res.output
+        assert res.exit_code == 3 and "no CUDA device" in res.output
         assert DEVICE_ENV not in os.environ  # a refused device is not left behind for the process
 
 

@@ -119,6 +119,32 @@ def test_bad_spec_exits_3_with_located_diagnostics(tmp_path):
     assert res.exit_code == 3 and "bad.hspec:2:41" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--timeout", "-1"], "greater than 0"),
+    (["--timeout", "nan"], "greater than 0"),
+    (["--timeout", "0"], "greater than 0"),
+    (["--junit", "/nonexistent-folder/x.xml"], "does not exist"),
+    (["--junit", "."], "is a folder"),
+    (["--workers", "0"], "workers"),
+])
+def test_bad_options_are_usage_errors_before_any_work(monkeypatch, args, words):
+    """Exit 3 (bad input), not click's 2 (which reads as "undecided"), and nothing is solved: an
+    unwritable --junit used to be an internal error after the whole run."""
+    seen = _fake_planner(monkeypatch, [Verdict.PROVED] * 2)
+    res = runner.invoke(app, ["check", ACAS, "--store", "none", *args])
+    assert res.exit_code == 3 and words in res.output and not seen, res.output
+
+
+def test_an_output_that_cannot_be_written_is_a_diagnostic(tmp_path):
+    from hdsl.commands import write_output
+    from hdsl.diagnostics import HdslError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(HdslError) as err:
+        write_output(tmp_path / "file" / "x.xml", "<x/>", "JUnit XML")
+    assert err.value.diagnostics[0].code == "E413" and "cannot write JUnit XML" in err.value.diagnostics[0].message
+
+
 def test_missing_spec_file_is_a_diagnostic(tmp_path):
     res = runner.invoke(app, ["check", str(tmp_path / "nope.hspec")])
     assert res.exit_code == 3 and "E400" in res.output

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands import output_file
+
 causal_app = typer.Typer(help="Causal alignment: example tasks, DAS rotations, interchange interventions.",
                          no_args_is_help=True)
 
@@ -13,7 +15,7 @@ causal_app = typer.Typer(help="Causal alignment: example tasks, DAS rotations, i
 @causal_app.command("train")
 def train_cmd(
     task: str = typer.Argument(..., help="heq (hierarchical equality) or bool ((a and b) or (c and d))"),
-    out: str = typer.Argument(..., help="the ONNX file to write"),
+    out: str = typer.Argument(..., callback=output_file, help="the ONNX file to write"),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="training seed (deterministic on CPU)"),
     rotate: Optional[str] = typer.Option(None, help="also write the net with a random rotation after node h "
                                                     "(node hr) to this ONNX file, and its un-rotation as .npy"),
@@ -53,7 +55,7 @@ def das_cmd(
     k: int = typer.Option(8, help="number of rotated coordinates"),
     steps: int = typer.Option(1000, help="Adam steps"),
     seed: int = typer.Option(0, min=0, max=2**32 - 1),
-    out: Optional[str] = typer.Option(None, help="write the learned rotation (.npy) here"),
+    out: Optional[str] = typer.Option(None, callback=output_file, help="write the learned rotation (.npy) here"),
 ) -> None:
     """Learn a rotation (DAS) for one variable and report its IIA on held-out pairs."""
     from hdsl.causal import das, tasks

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands import output_file
+
 hierarchy_app = typer.Typer(help="Class hierarchies: show, convert, and report hierarchical robustness results.",
                             no_args_is_help=True)
 
@@ -51,7 +53,7 @@ def convert(
 @hierarchy_app.command("report")
 def report(
     results: str = typer.Argument(..., help="hierarchical results JSON written by `hdsl check --json` or the case study"),
-    plot: Optional[str] = typer.Option(None, "--plot", help="write verified fraction vs eps (PNG, or HTML if .html)"),
+    plot: Optional[str] = typer.Option(None, "--plot", callback=output_file, help="write verified fraction vs eps (PNG, or HTML if .html)"),
 ) -> None:
     """Print the levels x eps table, granularity, radii and severity of saved hierarchical results."""
     import json

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from hdsl.commands import output_file, positive_seconds, write_output
 from hdsl.commands.arithmetic import HELP as ARITHMETIC_HELP
 from hdsl.commands.arithmetic import checked as checked_arithmetic
 
@@ -118,12 +119,14 @@ def _export_vnnlib(program, folder: Path) -> None:
 
 def check_cmd(
     spec_file: str = typer.Argument(..., help="the .hspec file"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help=f"seconds per query (default: the spec's "
+    timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive_seconds,
+                                            help=f"seconds per query (default: the spec's "
                                                                      f"`timeout`, else {DEFAULT_TIMEOUT:g})"),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto | bounds | z3 (default: the spec's)"),
     arithmetic: Optional[str] = typer.Option(None, "--arithmetic", help=ARITHMETIC_HELP + " (default: the spec's)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document instead of the table"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML to this file"),
+    junit: Optional[Path] = typer.Option(None, "--junit", callback=output_file,
+                                         help="also write JUnit XML to this file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, only the summary"),
     workers: int = typer.Option(1, "--workers", min=1, help="solve items in this many processes"),
     ray: Optional[str] = typer.Option(None, "--ray", help="send items to a Ray cluster at ADDRESS "
@@ -150,6 +153,10 @@ def check_cmd(
     checked_arithmetic(arithmetic)
     spec = _checked(spec_file, as_json)
     program = _with_arithmetic(lower(spec), arithmetic)
+    if not program.checks and not as_json:
+        _console(stderr=True).print(f"[yellow]nothing to check[/]: {spec_file} declares no properties "
+                                    "(an imported file's properties are checked only where they are named in a "
+                                    "`check` statement)")
     from hdsl.runner import RunInterrupted
 
     try:
@@ -187,7 +194,7 @@ def check_cmd(
     if junit is not None:
         from hdsl.report.junit import junit_xml
 
-        junit.write_text(junit_xml(spec_file, summaries), encoding="utf-8")
+        write_output(junit, junit_xml(spec_file, summaries), "JUnit XML")
     raise typer.Exit(int(ExitCode.INTERNAL) if internal else code)
 
 

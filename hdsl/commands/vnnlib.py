@@ -6,14 +6,16 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands import output_file, positive_seconds, write_output
 from hdsl.commands.arithmetic import HELP as ARITHMETIC_HELP
 
 
 def vnnlib(
     onnx: str = typer.Argument(..., help="the network (ONNX)"),
     prop: str = typer.Argument(..., help="the property (VNN-LIB 1.0, optionally gzipped)"),
-    timeout: float = typer.Option(300.0, "--timeout", "-t", help="seconds for this instance"),
-    out: Optional[str] = typer.Option(None, "--out", "-o",
+    timeout: float = typer.Option(300.0, "--timeout", "-t", callback=positive_seconds,
+                                  help="seconds for this instance"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", callback=output_file,
                                       help="also write the VNN-COMP result file (verdict line, then the counterexample)"),
     backend: str = typer.Option("auto", "--backend", help="planner backend: auto or a registered backend name"),
     arithmetic: str = typer.Option("float32", "--arithmetic", help=ARITHMETIC_HELP),
@@ -26,8 +28,6 @@ def vnnlib(
     onnxruntime's outputs satisfy the unsafe condition; otherwise the answer is unknown.
     Exit code: 0 unsat, 1 sat, 2 unknown/timeout, 3 bad input files.
     """
-    from pathlib import Path
-
     from rich.console import Console
 
     from hdsl.bench import result_file_text, solve_instance
@@ -38,7 +38,7 @@ def vnnlib(
     text = result_file_text(outcome)
     typer.echo(text, nl=False)
     if out is not None:
-        Path(out).write_text(text, encoding="utf-8")
+        write_output(out, text, "the result file")
     err = Console(stderr=True, highlight=False)
     how = ", ".join(p for p in (f"stage {outcome.stage}" if outcome.stage else "",
                                 f"backend {outcome.backend}" if outcome.backend else "") if p)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from hdsl.commands import output_file
+
 xai_app = typer.Typer(help="XAI faithfulness: learned in-painter, reports with figures.", no_args_is_help=True)
 
 
@@ -65,7 +67,7 @@ def read_images(path: str, layout: str = "auto"):
 @xai_app.command("train-inpainter")
 def train_inpainter_cmd(
     images: str = typer.Option(..., "--images", help="training images: .npz, .npy or a folder of PNG/JPEG"),
-    out: str = typer.Option(..., "--out", help="where to save the in-painter (.pt)"),
+    out: str = typer.Option(..., "--out", callback=output_file, help="where to save the in-painter (.pt)"),
     epochs: int = typer.Option(20, help="passes over the images"),
     batch_size: int = typer.Option(64, "--batch-size"),
     width: int = typer.Option(16, help="channels of the first U-Net level"),
