@@ -29,14 +29,23 @@ def test_das_command_learns_and_saves_a_rotation(tmp_path):
     assert r.shape == (16, 16) and np.abs(r.T @ r - np.eye(16)).max() < 1e-10
 
 
-def test_unknown_task_is_a_diagnostic(tmp_path, capsys):
-    import pytest
+import pytest  # noqa: E402
 
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "nope", "x.onnx"], "unknown task"),
+    (["das", str(ROOT / "models" / "causal_heq.onnx"), "--task", "nope"], "unknown task"),
+    (["das", str(ROOT / "models" / "causal_heq.onnx"), "--node", "nope", "--steps", "2"],
+     "the network has no node 'nope'"),
+])
+def test_bad_names_are_diagnostics(tmp_path, capsys, monkeypatch, args, words):
+    """Unknown tasks and nodes were internal errors (KeyError) in `hdsl causal das`."""
     from hdsl.cli import main
 
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as ex:
-        main(["causal", "train", "nope", str(tmp_path / "x.onnx")])
-    assert ex.value.code == 3 and "unknown task" in capsys.readouterr().err
+        main(["causal", *args])
+    assert ex.value.code == 3 and words in capsys.readouterr().err
 
 
 def test_check_exit_code_on_failing_causal_spec():

@@ -95,6 +95,11 @@ def _learn(net, model, variable, node, k, inputs, train_pairs, test_pairs, steps
 
     if variable not in model.names:
         raise HdslError.single("C401", f"{variable!r} is not a variable of causal model {model.name!r}")
+    try:
+        net.resolve(node)
+    except KeyError:
+        raise HdslError.single("C203", f"the network has no node {node!r}",
+                               hint="nodes: " + ", ".join(n.name for n in net.nodes)) from None
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -25,6 +25,17 @@ def non_negative(value: float | None) -> float | None:
     return value
 
 
+def one_of(*choices: str):
+    """A word from ``choices``."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}: use one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
 def output_file(value):
     """A file to write: its folder must exist and it must not be a folder itself."""
     if value is not None and str(value) != "":

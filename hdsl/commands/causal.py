@@ -52,8 +52,8 @@ def das_cmd(
     task: str = typer.Option("heq", help="the task whose causal model to align"),
     variable: str = typer.Option("WX", help="the variable to align"),
     node: str = typer.Option("h", help="the node whose rotated coordinates 0..k-1 will carry it"),
-    k: int = typer.Option(8, help="number of rotated coordinates"),
-    steps: int = typer.Option(1000, help="Adam steps"),
+    k: int = typer.Option(8, min=1, help="number of rotated coordinates"),
+    steps: int = typer.Option(1000, min=1, help="Adam steps"),
     seed: int = typer.Option(0, min=0, max=2**32 - 1),
     out: Optional[str] = typer.Option(None, callback=output_file, help="write the learned rotation (.npy) here"),
 ) -> None:
@@ -61,6 +61,10 @@ def das_cmd(
     from hdsl.causal import das, tasks
     from hdsl.nn import load_onnx
 
+    from hdsl.diagnostics import HdslError
+
+    if task not in tasks.TASKS:
+        raise HdslError.single("C601", f"unknown task {task!r}", hint="tasks: " + ", ".join(tasks.TASKS))
     spec = tasks.TASKS[task]()
     res = das.learn_rotation(load_onnx(net_path), spec.model, variable, node, k, steps=steps, seed=seed)
     typer.echo(res.summary())

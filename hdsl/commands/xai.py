@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from hdsl.commands import output_file
+from hdsl.commands import one_of, output_file, positive_seconds
 
 xai_app = typer.Typer(help="XAI faithfulness: learned in-painter, reports with figures.", no_args_is_help=True)
 
@@ -68,12 +68,12 @@ def read_images(path: str, layout: str = "auto"):
 def train_inpainter_cmd(
     images: str = typer.Option(..., "--images", help="training images: .npz, .npy or a folder of PNG/JPEG"),
     out: str = typer.Option(..., "--out", callback=output_file, help="where to save the in-painter (.pt)"),
-    epochs: int = typer.Option(20, help="passes over the images"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    width: int = typer.Option(16, help="channels of the first U-Net level"),
+    epochs: int = typer.Option(20, min=1, help="passes over the images"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    width: int = typer.Option(16, min=1, help="channels of the first U-Net level"),
     seed: int = typer.Option(0, min=0, max=2**32 - 1),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop training after this long"),
-    layout: str = typer.Option("auto", help="auto, nhwc or nchw"),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", callback=positive_seconds, help="stop training after this long"),
+    layout: str = typer.Option("auto", callback=one_of("auto", "nhwc", "nchw"), help="auto, nhwc or nchw"),
 ) -> None:
     """Train the U-Net in-painter used by `removal learned("FILE")` on your images, and save it."""
     from hdsl.xai.inpaint_unet import save_inpainter, train_inpainter
@@ -93,8 +93,8 @@ def train_inpainter_cmd(
 def report_cmd(
     spec_file: str = typer.Argument(..., help="the .hspec file"),
     out: str = typer.Option("xai_report", "--out", help="folder for the tables (.md) and figures (.png)"),
-    images: int = typer.Option(4, help="images shown in the removal figure"),
-    fraction: float = typer.Option(0.25, help="share of MoRF features removed in the removal figure"),
+    images: int = typer.Option(4, min=1, help="images shown in the removal figure"),
+    fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="share of MoRF features removed in the removal figure"),
 ) -> None:
     """Compute the spec's faithfulness properties and write tables and PNG figures."""
     from hdsl.check import check_file
