@@ -244,3 +244,73 @@ def test_asymmetric_pools(tmp_path):
     xs = (x - 0.1).unsqueeze(1) + 0.2 * torch.rand(2, 300, 2, 5, 5, dtype=torch.float64)
     ys = g.exact(xs.reshape(-1, 2, 5, 5)).reshape(2, 300, -1)
     assert bool((ys >= lb.unsqueeze(1)).all() and (ys <= ub.unsqueeze(1)).all())
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_gemm_with_a_computed_c_is_a_skip_connection(tmp_path, beta):
+    """Gemm(A, B, C) with C computed by the network (valid ONNX, which onnxruntime runs) crashed
+    the import (found by benchmarks/onnx_fuzz.py); it is A·B + beta·C."""
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="g1", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], name="r"),
+             helper.make_node("Gemm", ["r", "W2", "h"], ["y"], name="g2", transB=1, beta=beta)]
+    g = _check(tmp_path, nodes, {"W1": R.normal(size=(5, 4)), "b1": R.normal(size=5), "W2": R.normal(size=(5, 5))},
+               [4], "y")
+    assert g.output_size == 5 and "add" in [n.op for n in g.nodes]
+    from hdsl.bounds import compute_bounds
+
+    lo, hi = -torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64)
+    lower, upper = compute_bounds(g.exact, lo, hi, method="crown")
+    x = lo + (hi - lo) * torch.rand(2000, 4, dtype=torch.float64)
+    with torch.no_grad():
+        y = g.exact.forward(x)
+    assert bool((y >= lower - 1e-9).all()) and bool((y <= upper + 1e-9).all())
+
+
+def _conv_model(bias_size=4, kernel_shape=(3, 3)):
+    nodes = [helper.make_node("Conv", ["x", "W", "b"], ["c"], name="conv", kernel_shape=list(kernel_shape)),
+             helper.make_node("Flatten", ["c"], ["y"], name="f")]
+    return model_from_nodes(nodes, {"W": R.normal(size=(4, 2, 3, 3)), "b": R.normal(size=bias_size)}, [2, 5, 5], "y")
+
+
+@pytest.mark.parametrize("model", [_conv_model(bias_size=3), _conv_model(kernel_shape=(2, 3))],
+                         ids=["bias of the wrong size", "kernel_shape contradicting the weights"])
+def test_a_model_onnxruntime_rejects_is_refused(tmp_path, model):
+    """hdsl's import used to read such models its own way (or crash on them); proofs would have
+    been about that reading, with nothing to replay counterexamples on."""
+    with pytest.raises(HdslError) as e:
+        load_onnx(save(model, tmp_path / "bad.onnx"))
+    d = e.value.diagnostics[0]
+    assert d.code == "E506" and "onnxruntime cannot run" in d.message and d.path is not None
+
+
+def test_nan_weights_and_negative_variance_are_refused(tmp_path):
+    w = [(R.normal(size=(4, 3)), np.zeros(4)), (R.normal(size=(2, 4)), np.zeros(2))]
+    w[1][0][0, 0] = np.nan
+    from hdsl.nn.build import mlp
+
+    with pytest.raises(HdslError) as e:
+        load_onnx(save(mlp(w), tmp_path / "nan.onnx"))
+    assert e.value.diagnostics[0].code == "E507" and "NaN or infinite weight" in e.value.diagnostics[0].message
+    m = random_convnet(np.random.default_rng(3), batchnorm=True)
+    from onnx import numpy_helper
+
+    var = next(i for i in m.graph.initializer if i.name.startswith("bv"))
+    var.CopyFrom(numpy_helper.from_array(-np.ones_like(numpy_helper.to_array(var)), var.name))
+    with pytest.raises(HdslError) as e:
+        load_onnx(save(m, tmp_path / "bn.onnx"))
+    assert e.value.diagnostics[0].code in ("E506", "E507")
+
+
+def test_mutated_models_are_diagnostics_or_match_onnxruntime(tmp_path):
+    """A slice of benchmarks/onnx_fuzz.py (seed 4464 found the computed Gemm C)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("onnx_fuzz", ROOT / "benchmarks" / "onnx_fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    outcomes = []
+    for seed in [*range(150), 4464, 5289]:
+        name, outcome, failure = fuzz.run_one(seed, tmp_path)
+        assert failure is None, f"seed {seed} ({name}): {failure}"
+        outcomes.append(outcome)
+    assert "unchecked" not in outcomes and outcomes.count("imported") > 20

@@ -56,10 +56,36 @@ def load_onnx(path: str | os.PathLike) -> Graph:
     except Exception as err:  # noqa: BLE001 - protobuf raises many types
         raise HdslError.single("E501", f"{str(path)!r} is not a readable ONNX model: {err}", path=str(path),
                                hint="check that the file is an ONNX model and not, e.g., a Git LFS pointer") from None
+    problem = _onnxruntime_problem(p)
+    if problem is not None:
+        raise HdslError.single("E506", f"onnxruntime cannot run {str(path)!r}: {problem}", path=str(path),
+                               hint="hdsl verifies only models that onnxruntime runs, so that its import can be "
+                                    "checked and counterexamples replayed on the real model; repair or re-export "
+                                    "the model (onnx.checker.check_model shows what is wrong)")
     graph = import_model(model, str(path))
     graph.ort_max_abs_diff = _check_with_onnxruntime(graph)
     _CACHE[key] = graph
     return graph
+
+
+def _onnxruntime_problem(path: Path) -> str | None:
+    """Why onnxruntime cannot load the model or run it on zeros, or None when it can. Asked
+    before the import: a model that onnxruntime rejects (a bias of the wrong size, a kernel_shape
+    that contradicts the weights, a MatMul with three inputs) would otherwise be imported under
+    hdsl's own reading of it, and proofs would be about that reading."""
+    from hdsl.nn.ort import session
+
+    try:
+        sess = session(path)
+        inputs = sess.get_inputs()
+        if len(inputs) != 1:
+            return None  # the import reports the number of inputs
+        dims = [d if isinstance(d, int) and d > 0 else 1 for d in inputs[0].shape]
+        sess.run(None, {inputs[0].name: np.zeros(dims, np.float32)})
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return text.replace("[ONNXRuntimeError] : ", "")[:400]
+    return None
 
 
 def _check_with_onnxruntime(graph: Graph, n: int = 4) -> float | None:
@@ -77,6 +103,10 @@ def _check_with_onnxruntime(graph: Graph, n: int = 4) -> float | None:
         return None
     with torch.no_grad():
         ours = graph.forward(torch.from_numpy(x).reshape(n, *graph.input_shape)).numpy()
+    if not np.all(np.isfinite(ref)):
+        raise HdslError.single("E507", f"{graph.source_path}: the network computes NaN or infinite outputs on "
+                               "random inputs in [-1, 1]", path=graph.source_path,
+                               hint="bounds through it would be infinite; check the exported weights' scale")
     if ours.shape != ref.shape:
         raise HdslError.single("E505", f"{graph.source_path}: the imported network has {ours.shape[1]} outputs but "
                                f"onnxruntime computes {ref.shape[1]}", path=graph.source_path)
@@ -182,9 +212,23 @@ class _Importer:
             raise HdslError.single("E503", f"{self.path}: the output {out_name!r} does not depend on the input",
                                    path=self.path)
         exact = Graph(self.prune(out_node.name), out_node.name, self.path, self.aliases)
+        self.require_finite(exact)
         fast = exact.to(dtype=torch.float32)
         fast.exact = exact
         return fast
+
+    def require_finite(self, graph: Graph) -> None:
+        """Refuse NaN or infinite parameters (a weight, or a batch norm's variance below -epsilon):
+        bounds through them are NaN or infinite, and a NaN compares false with every threshold."""
+        for node in graph.nodes:
+            for key, value in node.params.items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                        not bool(torch.isfinite(value).all()):
+                    where = f" (ONNX node {node.onnx_node!r})" if node.onnx_node else ""
+                    raise HdslError.single("E507", f"{self.path}: the {node.op} computing {node.name!r}{where} has "
+                                           f"NaN or infinite {key} values", path=self.path,
+                                           hint="check the exported weights (a batch norm's variance must "
+                                                "be above -epsilon)")
 
     def prune(self, out: str) -> list[Node]:
         needed = {out}
@@ -339,6 +383,9 @@ class _Importer:
         if w.shape[1] != x.shape[0]:
             self.fail("E503", node, f"weight shape {list(w.shape)} does not match {x.shape[0]} input features")
         bias = None
+        if len(ins) > 2 and ins[2] and self.var(ins[2]) is not None:
+            self._gemm_computed_c(node, x, w, self.var(ins[2]), a.get("beta", 1.0))
+            return
         if len(ins) > 2 and ins[2]:
             c = np.asarray(self.consts[ins[2]], dtype=np.float64) * a.get("beta", 1.0)
             if c.ndim == 2:
@@ -348,6 +395,19 @@ class _Importer:
             bias = np.broadcast_to(c, (w.shape[0],)).copy()
         self.add(node.output[0], "linear", (x.name,), (w.shape[0],),
                  {"weight": self.t(w), "bias": None if bias is None else self.t(bias)}, node.name)
+
+    def _gemm_computed_c(self, node, x: Node, w: np.ndarray, c: Node, beta: float) -> None:
+        """Gemm whose C is computed (a skip connection written into the Gemm): A·B, then + beta·C."""
+        if c.shape != (w.shape[0],):
+            self.fail("E503", node, f"Gemm's computed C has per-sample shape {list(c.shape)}; it must be "
+                      f"[{w.shape[0]}] (broadcasting a computed C is not supported)")
+        product = f"{node.output[0]}#product"
+        self.add(product, "linear", (x.name,), (w.shape[0],), {"weight": self.t(w), "bias": None}, node.name)
+        term = c.name
+        if beta != 1.0:
+            term = f"{node.output[0]}#beta_c"
+            self.add(term, "affine", (c.name,), c.shape, {"scale": self.t(beta), "shift": None}, node.name)
+        self.add(node.output[0], "add", (product, term), (w.shape[0],), onnx_node=node.name)
 
     def op_MatMul(self, node, ins):
         x = self.var(ins[0])
@@ -417,7 +477,8 @@ class _Importer:
         if a.get("training_mode", 0) or len(node.output) > 1 and any(node.output[1:]):
             self.fail("E503", node, "only inference-mode BatchNormalization is supported")
         scale, b, mean, var = (np.asarray(self.consts[i], dtype=np.float64) for i in ins[1:5])
-        s = scale / np.sqrt(var + a.get("epsilon", 1e-5))
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN / inf are refused after the import
+            s = scale / np.sqrt(var + a.get("epsilon", 1e-5))
         t = b - mean * s
         C = x.shape[0]
         if s.shape != (C,):

@@ -21,7 +21,7 @@ def session(path: str | os.PathLike):
     key = (str(p.resolve()), content_digest(p))
     if key not in _SESSIONS:
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # errors come back as exceptions, reported by hdsl
         _SESSIONS[key] = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
     return _SESSIONS[key]
 
