@@ -10,8 +10,8 @@ file. With ``--solve SECONDS`` the mutants of the quick specs (not the CIFAR-10 
 decided, two items a check, and a result whose message reports an internal error is a bug.
 ``--target lsp`` sends the mutants through the language server's features instead (diagnostics,
 code actions, outline, folding, semantic tokens, formatting, and hover, completion, definition,
-references and highlights at random positions); ``--target vnnlib|hierarchy`` mutates VNN-LIB
-files and hierarchies (JSON, Newick, NBDT) through their parsers.
+references and highlights at random positions); ``--target vnnlib|hierarchy|csv`` mutates VNN-LIB
+files, hierarchies (JSON, Newick, NBDT) and the MNIST CSV through their parsers and loaders.
 
     python benchmarks/spec_fuzz.py --runs 2000 --seed 0
     python benchmarks/spec_fuzz.py --runs 300 --solve 2
@@ -131,6 +131,8 @@ def run_one(seed: int, workdir: Path, solve: float | None = None) -> tuple[str, 
 @functools.lru_cache(maxsize=None)
 def _corpus(target: str) -> list[tuple[str, str, str | None]]:
     """(name, text, format) of the shipped files a target mutates."""
+    if target == "csv":
+        return [("mnist_test_10.csv", (REPO / "data/mnist_test_10.csv").read_text(), None)]
     if target == "vnnlib":
         from hdsl.vnnlib import read_vnnlib_text
 
@@ -174,7 +176,18 @@ def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
     name, text, fmt = rng.choice(_corpus(target))
     text = mutate(text, rng)
     try:
-        if target == "vnnlib":
+        if target == "csv":
+            from hdsl.data import load_dataset
+            from hdsl.ir import Dataset
+
+            path = Path(tempfile.gettempdir()) / f"hdsl-fuzz-{seed}.csv"
+            path.write_text(text)
+            try:
+                options = (("label_column", "0"), ("scale", "1/255"), ("shape", rng.choice(("784", "784,1", "1,28,28"))))
+                load_dataset(Dataset("d", str(path), "csv", rng.choice((None, (0, 3), (9,))), options))
+            finally:
+                path.unlink(missing_ok=True)
+        elif target == "vnnlib":
             from hdsl.vnnlib import parse_vnnlib
 
             parse_vnnlib(text, name)
@@ -256,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0, help="first seed; run k uses seed + k")
-    parser.add_argument("--target", choices=("spec", "lsp", "vnnlib", "hierarchy"), default="spec",
+    parser.add_argument("--target", choices=("spec", "lsp", "vnnlib", "hierarchy", "csv"), default="spec",
                         help="what to mutate: shipped specs through the checker (default) or through the language "
-                             "server's features, the ACAS Xu VNN-LIB files, or the shipped hierarchies in their "
-                             "three formats")
+                             "server's features, the ACAS Xu VNN-LIB files, the shipped hierarchies in their "
+                             "three formats, or the MNIST CSV through the data loader")
     parser.add_argument("--solve", type=float, default=None, metavar="SECONDS",
                         help="also decide the first two items of each check of the quick specs (not the "
                              "CIFAR-10 ones) with this budget each")

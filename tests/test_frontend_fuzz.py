@@ -43,9 +43,9 @@ def test_mutated_specs_never_crash_the_front_end(fuzz, first):
     assert not failures, failures[0]
 
 
-@pytest.mark.parametrize("target, first", [("vnnlib", 0), ("hierarchy", 0), ("hierarchy", 700)])
+@pytest.mark.parametrize("target, first", [("vnnlib", 0), ("hierarchy", 0), ("hierarchy", 700), ("csv", 0)])
 def test_mutated_files_never_crash_their_parsers(target, first):
-    """VNN-LIB and hierarchy files (JSON, Newick, NBDT); hierarchy seeds 76 and 783 found NBDT links
+    """VNN-LIB, hierarchy (JSON, Newick, NBDT) and CSV files; hierarchy seeds 76 and 783 found NBDT links
     to numeric node ids reported without a location."""
     module = _fuzzer()
     failures = []
