@@ -183,7 +183,8 @@ def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
             path = Path(tempfile.gettempdir()) / f"hdsl-fuzz-{seed}.csv"
             path.write_text(text)
             try:
-                options = (("label_column", "0"), ("scale", "1/255"), ("shape", rng.choice(("784", "784,1", "1,28,28"))))
+                shape = rng.choice(("784", "784,1", "1,28,28"))
+                options = (("label_column", "0"), ("scale", "1/255"), ("shape", shape))
                 load_dataset(Dataset("d", str(path), "csv", rng.choice((None, (0, 3), (9,))), options))
             finally:
                 path.unlink(missing_ok=True)

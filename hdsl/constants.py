@@ -38,10 +38,10 @@ def evaluate(expr, lookup: Callable[[ast.Name], Value | None]) -> Value:
     if isinstance(expr, (ast.Number, ast.BinOp)):
         for v in value if isinstance(value, tuple) else (value,):
             if abs(v) > FLOAT_MAX:
+                hint = "check for a division by a tiny number" if isinstance(expr, ast.BinOp) else \
+                    "write a number below 1.8e308"
                 raise _err(E_BAD_VALUE, "this number is too large: constants must fit a 64-bit float "
-                           f"(magnitude at most {sys.float_info.max:.4g})", expr,
-                       "check for a division by a tiny number" if isinstance(expr, ast.BinOp)
-                       else "write a number below 1.8e308")
+                           f"(magnitude at most {sys.float_info.max:.4g})", expr, hint)
     return value
 
 

@@ -17,12 +17,15 @@ def bench(
     no_truth: bool = typer.Option(False, "--no-truth", help="do not compare with a ground truth"),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="run at most N instances (after --filter)"),
     pattern: Optional[str] = typer.Option(None, "--filter", help="only instances whose id matches this regular expression"),
-    timeout_scale: float = typer.Option(1.0, "--timeout-scale", callback=non_negative, help="multiply every instance's timeout"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive_seconds, help="use this timeout (s) for every instance"),
+    timeout_scale: float = typer.Option(1.0, "--timeout-scale", callback=non_negative,
+                                        help="multiply every instance's timeout"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive_seconds,
+                                            help="use this timeout (s) for every instance"),
     backend: str = typer.Option("auto", "--backend", help="planner backend: auto or a registered backend name"),
     arithmetic: str = typer.Option("float32", "--arithmetic", help=ARITHMETIC_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON on standard output"),
-    out: Optional[str] = typer.Option(None, "--out", "-o", callback=output_file, help="also write the JSON results to this file"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", callback=output_file,
+                                      help="also write the JSON results to this file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-instance progress lines"),
 ) -> None:
     """Run every instance of a benchmark folder; print solved / wrong / time per (expected x verdict).

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from hdsl.commands import output_file
+from hdsl.constants import SEED_MAX
 
 causal_app = typer.Typer(help="Causal alignment: example tasks, DAS rotations, interchange interventions.",
                          no_args_is_help=True)
@@ -16,9 +17,10 @@ causal_app = typer.Typer(help="Causal alignment: example tasks, DAS rotations, i
 def train_cmd(
     task: str = typer.Argument(..., help="heq (hierarchical equality) or bool ((a and b) or (c and d))"),
     out: str = typer.Argument(..., callback=output_file, help="the ONNX file to write"),
-    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="training seed (deterministic on CPU)"),
-    rotate: Optional[str] = typer.Option(None, help="also write the net with a random rotation after node h "
-                                                    "(node hr) to this ONNX file, and its un-rotation as .npy"),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="training seed (deterministic on CPU)"),
+    rotate: Optional[str] = typer.Option(None, callback=output_file,
+                                         help="also write the net with a random rotation after node h (node hr) to "
+                                              "this ONNX file, and its un-rotation as .npy"),
 ) -> None:
     """Train an example task's modular network in seconds on CPU and export it to ONNX."""
     import time
@@ -54,14 +56,13 @@ def das_cmd(
     node: str = typer.Option("h", help="the node whose rotated coordinates 0..k-1 will carry it"),
     k: int = typer.Option(8, min=1, help="number of rotated coordinates"),
     steps: int = typer.Option(1000, min=1, help="Adam steps"),
-    seed: int = typer.Option(0, min=0, max=2**32 - 1),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX),
     out: Optional[str] = typer.Option(None, callback=output_file, help="write the learned rotation (.npy) here"),
 ) -> None:
     """Learn a rotation (DAS) for one variable and report its IIA on held-out pairs."""
     from hdsl.causal import das, tasks
-    from hdsl.nn import load_onnx
-
     from hdsl.diagnostics import HdslError
+    from hdsl.nn import load_onnx
 
     if task not in tasks.TASKS:
         raise HdslError.single("C601", f"unknown task {task!r}", hint="tasks: " + ", ".join(tasks.TASKS))

@@ -53,7 +53,8 @@ def convert(
 @hierarchy_app.command("report")
 def report(
     results: str = typer.Argument(..., help="hierarchical results JSON written by `hdsl check --json` or the case study"),
-    plot: Optional[str] = typer.Option(None, "--plot", callback=output_file, help="write verified fraction vs eps (PNG, or HTML if .html)"),
+    plot: Optional[str] = typer.Option(None, "--plot", callback=output_file,
+                                       help="write verified fraction vs eps (PNG, or HTML if .html)"),
 ) -> None:
     """Print the levels x eps table, granularity, radii and severity of saved hierarchical results."""
     import json

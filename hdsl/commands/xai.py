@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from hdsl.commands import one_of, output_file, positive_seconds
+from hdsl.constants import SEED_MAX
 
 xai_app = typer.Typer(help="XAI faithfulness: learned in-painter, reports with figures.", no_args_is_help=True)
 
@@ -71,8 +72,9 @@ def train_inpainter_cmd(
     epochs: int = typer.Option(20, min=1, help="passes over the images"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     width: int = typer.Option(16, min=1, help="channels of the first U-Net level"),
-    seed: int = typer.Option(0, min=0, max=2**32 - 1),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", callback=positive_seconds, help="stop training after this long"),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", callback=positive_seconds,
+                                                help="stop training after this long"),
     layout: str = typer.Option("auto", callback=one_of("auto", "nhwc", "nchw"), help="auto, nhwc or nchw"),
 ) -> None:
     """Train the U-Net in-painter used by `removal learned("FILE")` on your images, and save it."""
@@ -94,7 +96,8 @@ def report_cmd(
     spec_file: str = typer.Argument(..., help="the .hspec file"),
     out: str = typer.Option("xai_report", "--out", help="folder for the tables (.md) and figures (.png)"),
     images: int = typer.Option(4, min=1, help="images shown in the removal figure"),
-    fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="share of MoRF features removed in the removal figure"),
+    fraction: float = typer.Option(0.25, min=0.0, max=1.0,
+                                   help="share of MoRF features removed in the removal figure"),
 ) -> None:
     """Compute the spec's faithfulness properties and write tables and PNG figures."""
     from hdsl.check import check_file
