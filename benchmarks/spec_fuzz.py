@@ -168,8 +168,10 @@ def _nbdt(h) -> str:
     return json.dumps({"directed": True, "multigraph": False, "graph": {}, "nodes": nodes, "links": links})
 
 
-def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
-    """One mutant of a VNN-LIB or hierarchy file through its parser."""
+def run_file(seed: int, target: str, solve: float | None = None) -> tuple[str, str, str | None]:
+    """One mutant of a VNN-LIB, hierarchy or CSV file through its parser; with ``solve``
+    (seconds), a VNN-LIB mutant is decided on ACAS Xu 1_1 as ``hdsl vnnlib`` would, and an
+    ``error`` outcome (a solver failure) is a failure."""
     from hdsl.diagnostics import HdslError
 
     rng = random.Random(seed)
@@ -188,6 +190,17 @@ def run_file(seed: int, target: str) -> tuple[str, str, str | None]:
                 load_dataset(Dataset("d", str(path), "csv", rng.choice((None, (0, 3), (9,))), options))
             finally:
                 path.unlink(missing_ok=True)
+        elif target == "vnnlib" and solve:
+            from hdsl.bench import solve_instance
+
+            path = Path(tempfile.gettempdir()) / f"hdsl-fuzz-{seed}.vnnlib"
+            path.write_text(text)
+            try:
+                outcome = solve_instance(REPO / "models/acasxu_1_1.onnx", path, solve)
+            finally:
+                path.unlink(missing_ok=True)
+            if outcome.verdict == "error":
+                return name, text, f"error outcome: {outcome.message}"
         elif target == "vnnlib":
             from hdsl.vnnlib import parse_vnnlib
 
@@ -276,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                              "three formats, or the MNIST CSV through the data loader")
     parser.add_argument("--solve", type=float, default=None, metavar="SECONDS",
                         help="also decide the first two items of each check of the quick specs (not the "
-                             "CIFAR-10 ones) with this budget each")
+                             "CIFAR-10 ones) with this budget each; with --target vnnlib, decide each mutant "
+                             "on ACAS Xu 1_1")
     parser.add_argument("--show", type=int, default=None, help="print the mutated spec of this seed")
     args = parser.parse_args(argv)
     if args.show is not None:
@@ -293,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.target == "lsp":
                 name, _text, failure = run_editor(seed, root)
             else:
-                name, _text, failure = run_file(seed, args.target)
+                name, _text, failure = run_file(seed, args.target, args.solve)
             if failure:
                 failures += 1
                 print(f"seed {seed} ({name}):\n{failure.rstrip()}\n", flush=True)

@@ -210,14 +210,9 @@ class HierarchyChecker:
     def graph(self):
         """The network on raw inputs (normalisation folded in), float32, CPU."""
         if self._graph is None:
-            from hdsl.nn import load_onnx
+            from hdsl.nn import network_graph
 
-            g = load_onnx(self.network.path)
-            mean, std = self.network.mean, self.network.std
-            if mean is not None or std is not None:  # as hdsl.replay applies it
-                k = max(len(mean or ()), len(std or ()), 1)
-                g = g.with_normalization(mean or (0.0,) * k, std or (1.0,) * k)
-            self._graph = g
+            self._graph = network_graph(self.network)
         return self._graph
 
     def seq_net(self):

@@ -120,6 +120,20 @@ def _better(a: Result | None, b: Result) -> Result:
     return b if bm > am else a
 
 
+def guard_overflow(solve: Callable[..., Result]) -> Callable[..., Result]:
+    """``solve`` whose proofs are dropped where the query's region may overflow (``hdsl.overflow``)."""
+    import functools
+
+    @functools.wraps(solve)
+    def guarded(query: Query, budget: Budget | float | None = None) -> Result:
+        from hdsl.overflow import without_overflowing_proofs
+
+        return without_overflowing_proofs(solve(query, budget), query)
+
+    return guarded
+
+
+@guard_overflow
 def solve_query(query: Query, budget: Budget | float | None = None) -> Result:
     """Decide one query with its chosen backend or the auto portfolio."""
     t0 = time.monotonic()
@@ -192,7 +206,9 @@ def solve_queries(queries: list[Query], budget: Budget | float | None = None) ->
     for i, q in enumerate(queries):
         r = batched.get(i)
         if r is not None and (r.verdict in (Verdict.PROVED, Verdict.FALSIFIED) or q.options.backend == first):
-            results[i] = r
+            from hdsl.overflow import without_overflowing_proofs
+
+            results[i] = without_overflowing_proofs(r, q)
         elif r is not None:  # continue the auto portfolio after the batched first backend
             results[i] = _portfolio(q, budget, PORTFOLIO[1:], r, t0)
         else:
@@ -211,7 +227,7 @@ SHARE.update(bounds=0.25, bab=0.85)
 # first (shared bounds, λ for the disjunction, propagation across levels), the rest to solve_query.
 from hdsl.hierarchy_check import solve_hierarchy_query as _solve_hierarchy_query  # noqa: E402
 
-register_handler(Query, _solve_hierarchy_query)
+register_handler(Query, guard_overflow(_solve_hierarchy_query))
 
 # --- causal (hdsl.causal.handler): iia(...) measurements and formal interchange checks.
 from hdsl.causal.handler import register as _register_causal  # noqa: E402

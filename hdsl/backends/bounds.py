@@ -91,16 +91,13 @@ class BoundsBackend:
 
         from hdsl.bounds import BoundsTimeout, bound_state, default_device, spec_bounds
         from hdsl.bounds.spec import BatchSpec, certified_margin, proved, spec_rows
-        from hdsl.nn import load_onnx
+        from hdsl.nn import network_graph
         from hdsl.regions import boxes as region_boxes
 
         t0 = time.monotonic()
         net = queries[0].network
         arithmetic = queries[0].options.arithmetic  # one per group (run_batch groups by it)
-        graph = load_onnx(net.path)
-        if net.mean is not None or net.std is not None:
-            k = max(len(net.mean or ()), len(net.std or ()), 1)
-            graph = graph.with_normalization(net.mean or (0.0,) * k, net.std or (1.0,) * k)
+        graph = network_graph(net)
         n_in = math.prod(graph.input_shape)
         import_diff = graph.ort_max_abs_diff
         items: list[_Item] = []

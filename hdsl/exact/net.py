@@ -281,10 +281,6 @@ def from_graph(graph) -> PwlNet:
 
 def load_network(network) -> PwlNet:
     """The ``PwlNet`` of an IR ``Network`` (ONNX file plus declared normalisation), in raw input space."""
-    from hdsl.nn import load_onnx
+    from hdsl.nn import network_graph
 
-    graph = load_onnx(network.path)
-    if network.mean is not None or network.std is not None:
-        k = max(len(network.mean or ()), len(network.std or ()), 1)
-        graph = graph.with_normalization(network.mean or (0.0,) * k, network.std or (1.0,) * k)
-    return from_graph(graph)
+    return from_graph(network_graph(network))

@@ -1,0 +1,71 @@
+"""No proofs about computations that may overflow.
+
+Every bound in hdsl is computed in float64 on finite numbers, and the float32 rounding arguments
+(``hdsl.bounds.fp``, ``hdsl.exact.fperr``) assume that no value overflows float32. A region in
+which some value of the network could reach float32's range (an input box of ±1e30, weights of
+1e20) breaks both: the deployed network would compute inf and then NaN there, and the bound
+arithmetic itself can meet inf · 0 = NaN, which compares false with every threshold. So a
+``proved`` is kept only where interval bounds of every value of the network, inputs included,
+stay below ``LIMIT``; elsewhere it becomes ``unknown`` and says why. Under ``arithmetic real``
+the network is the real-valued one, which does not overflow, and only the float64 bound
+arithmetic needs headroom (``LIMIT_REAL``). Counterexamples need no guard: they are replayed on
+the real model.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Half of float32's largest value (3.4e38): room for the rounding of the sums that produce a value.
+LIMIT = 2.0 ** 126
+# For the real-valued network: far below float64's 1.8e308, so that bound arithmetic stays finite.
+LIMIT_REAL = 2.0 ** 900
+
+
+def overflow_risk(query) -> str | None:
+    """Why ``query``'s region may overflow (the largest interval bound and where), or None."""
+    import numpy as np
+    import torch
+
+    from hdsl.bounds import bound_state
+    from hdsl.check_options import arithmetic_of
+    from hdsl.nn import network_graph
+    from hdsl.regions import boxes
+
+    region_boxes = boxes(query.region, query.network)
+    lo = np.stack([b[0] for b in region_boxes])
+    hi = np.stack([b[1] for b in region_boxes])
+    limit = LIMIT_REAL if arithmetic_of(query) == "real" else LIMIT
+    largest = float(np.max(np.maximum(np.abs(lo), np.abs(hi)), initial=0.0))
+    if not largest < limit:  # NaN-safe: a NaN bound is a risk too
+        return f"the input region reaches {largest:.3g}"
+    graph = network_graph(query.network)
+    shape = (len(lo), *graph.input_shape)
+    state = bound_state(graph, torch.as_tensor(lo).reshape(shape), torch.as_tensor(hi).reshape(shape),
+                        method="ibp", device="cpu", fp=False)
+    for name, (low, high) in state.bounds.items():
+        size = float(torch.maximum(low.abs(), high.abs()).max()) if low.numel() else 0.0
+        if not size < limit:
+            return f"interval bounds reach {size:.3g} at {name!r}" if math.isfinite(size) else \
+                f"interval bounds are not finite at {name!r}"
+    return None
+
+
+def without_overflowing_proofs(result, query):
+    """``result``, with a ``proved`` downgraded to ``unknown`` when the region may overflow."""
+    from dataclasses import replace
+
+    from hdsl.results import Verdict
+
+    if result.verdict is not Verdict.PROVED:
+        return result
+    why = overflow_risk(query)
+    if why is None:
+        return result
+    from hdsl.check_options import arithmetic_of
+
+    what = "exceed hdsl's float64 bound arithmetic" if arithmetic_of(query) == "real" else "overflow float32"
+    note = (f"not proved: values of the network may {what} in this region ({why}); hdsl proves nothing "
+            "about computations that overflow")
+    return replace(result, verdict=Verdict.UNKNOWN, margin=None,
+                   message=note + (f"; {result.message}" if result.message else ""))
