@@ -31,39 +31,34 @@ def fuzz():
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _no_failures(run, seeds) -> None:
+    """``run(seed)`` gives (name, mutated text, failure or None); the first failure is shown whole."""
+    failures = []
+    for seed in seeds:
+        name, text, failure = run(seed)
+        if failure:
+            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
+    assert not failures, failures[0]
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("first", [0, 2956, 4241, 101701])
 def test_mutated_specs_never_crash_the_front_end(fuzz, first):
     module, root = fuzz
-    failures = []
-    for seed in range(first, first + 100):
-        name, text, failure = module.run_one(seed, root)
-        if failure:
-            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
-    assert not failures, failures[0]
+    _no_failures(lambda seed: module.run_one(seed, root), range(first, first + 100))
 
 
 @pytest.mark.parametrize("target, first", [("vnnlib", 0), ("hierarchy", 0), ("hierarchy", 700), ("csv", 0)])
 def test_mutated_files_never_crash_their_parsers(target, first):
-    """VNN-LIB, hierarchy (JSON, Newick, NBDT) and CSV files; hierarchy seeds 76 and 783 found NBDT links
-    to numeric node ids reported without a location."""
+    """VNN-LIB, hierarchy (JSON, Newick, NBDT) and CSV files; hierarchy seeds 76 and 783 found NBDT
+    links to numeric node ids reported without a location."""
     module = _fuzzer()
-    failures = []
-    for seed in range(first, first + 150):
-        name, text, failure = module.run_file(seed, target)
-        if failure:
-            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
-    assert not failures, failures[0]
+    _no_failures(lambda seed: module.run_file(seed, target), range(first, first + 150))
 
 
 def test_mutated_specs_never_crash_the_editor_features(fuzz):
     module, root = fuzz
-    failures = []
-    for seed in range(100):
-        name, text, failure = module.run_editor(seed, root)
-        if failure:
-            failures.append(f"seed {seed} ({name}): {failure}\n{text}")
-    assert not failures, failures[0]
+    _no_failures(lambda seed: module.run_editor(seed, root), range(100))
 
 
 def test_mutations_reach_past_the_parser(fuzz):
