@@ -15,6 +15,10 @@ the real model.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # Half of float32's largest value (3.4e38): room for the rounding of the sums that produce a value.
 LIMIT = 2.0 ** 126
@@ -22,30 +26,54 @@ LIMIT = 2.0 ** 126
 LIMIT_REAL = 2.0 ** 900
 
 
-def overflow_risk(query) -> str | None:
-    """Why ``query``'s region may overflow (the largest interval bound and where), or None."""
-    import numpy as np
+def limit_for(arithmetic: str) -> float:
+    """The largest magnitude a proof in ``arithmetic`` may meet."""
+    return LIMIT_REAL if arithmetic == "real" else LIMIT
+
+
+def largest_values(graph, lo, hi) -> tuple[torch.Tensor, list[str]]:
+    """Per box, the largest interval bound of any value of ``graph`` (inputs included) over boxes
+    ``[lo, hi]`` (``[B, *input_shape]``), NaN where a bound is NaN; and the node of each maximum."""
     import torch
 
     from hdsl.bounds import bound_state
+
+    lo, hi = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
+    batch = lo.shape[0]
+    best = torch.maximum(lo.abs(), hi.abs()).reshape(batch, -1).amax(1)
+    where = ["the input"] * batch
+    state = bound_state(graph, lo, hi, method="ibp", device="cpu", fp=False)
+    for name, (low, high) in state.bounds.items():
+        if low.numel() == 0:
+            continue
+        size = torch.maximum(low.abs(), high.abs()).reshape(batch, -1).amax(1)
+        size = torch.where(torch.isnan(low.reshape(batch, -1)).any(1) | torch.isnan(high.reshape(batch, -1)).any(1),
+                           torch.full_like(size, math.nan), size)
+        grow = ~(size <= best) & ~torch.isnan(best)  # larger, or NaN; a NaN already found stays
+        best = torch.where(grow, size, best)
+        where = [name if g else w for g, w in zip(grow.tolist(), where)]
+    return best, where
+
+
+def overflow_risk(query) -> str | None:
+    """Why ``query``'s region may overflow (the largest interval bound and where), or None."""
+    import numpy as np
+
     from hdsl.check_options import arithmetic_of
     from hdsl.nn import network_graph
     from hdsl.regions import boxes
 
     region_boxes = boxes(query.region, query.network)
-    lo = np.stack([b[0] for b in region_boxes])
-    hi = np.stack([b[1] for b in region_boxes])
-    limit = LIMIT_REAL if arithmetic_of(query) == "real" else LIMIT
-    largest = float(np.max(np.maximum(np.abs(lo), np.abs(hi)), initial=0.0))
-    if not largest < limit:  # NaN-safe: a NaN bound is a risk too
-        return f"the input region reaches {largest:.3g}"
     graph = network_graph(query.network)
-    shape = (len(lo), *graph.input_shape)
-    state = bound_state(graph, torch.as_tensor(lo).reshape(shape), torch.as_tensor(hi).reshape(shape),
-                        method="ibp", device="cpu", fp=False)
-    for name, (low, high) in state.bounds.items():
-        size = float(torch.maximum(low.abs(), high.abs()).max()) if low.numel() else 0.0
-        if not size < limit:
+    shape = (len(region_boxes), *graph.input_shape)
+    lo = np.stack([b[0] for b in region_boxes]).reshape(shape)
+    hi = np.stack([b[1] for b in region_boxes]).reshape(shape)
+    sizes, where = largest_values(graph, lo, hi)
+    limit = limit_for(arithmetic_of(query))
+    for size, name in zip(sizes.tolist(), where):
+        if not size < limit:  # NaN-safe
+            if name == "the input":
+                return f"the input region reaches {size:.3g}"
             return f"interval bounds reach {size:.3g} at {name!r}" if math.isfinite(size) else \
                 f"interval bounds are not finite at {name!r}"
     return None

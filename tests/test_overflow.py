@@ -48,7 +48,7 @@ def queries(tmp_path_factory):
 def test_no_proof_where_float32_overflows(queries):
     r = run_item(queries["huge"])
     assert r.verdict is Verdict.UNKNOWN and "overflow float32" in r.message and r.margin is None
-    assert "reaches" in r.message
+    assert "interval bounds reach 3.8e+38 at 'h'" in r.message  # 2 x 1.9e38, past float32's 3.4e38
 
 
 def test_the_real_valued_network_does_not_overflow(queries):
@@ -61,9 +61,25 @@ def test_ordinary_regions_are_unaffected(queries):
 
 def test_an_input_region_beyond_float32(queries):
     r = solve_query(queries["beyond"], 10)
-    assert r.verdict is not Verdict.PROVED and "input region reaches 2e+39" in r.message
+    assert r.verdict is not Verdict.PROVED and "reach 4e+39" in r.message
 
 
 def test_the_batched_path_is_guarded_too(queries):
     huge, small = solve_queries([queries["huge"], queries["small"]], 20)
     assert huge.verdict is Verdict.UNKNOWN and small.verdict is Verdict.PROVED
+
+
+def test_largest_values_per_box(queries):
+    """The per-box check that formal interchange checks use (hdsl.causal.formal)."""
+    import torch
+
+    from hdsl.nn import network_graph
+    from hdsl.overflow import LIMIT, largest_values
+
+    graph = network_graph(queries["small"].network)
+    lo = torch.tensor([[1.0], [1e38], [float("nan")]], dtype=torch.float64)
+    hi = torch.tensor([[2.0], [1.9e38], [1.0]], dtype=torch.float64)
+    sizes, where = largest_values(graph, lo, hi)
+    assert sizes[0] == 4.0 and where[0] == "h"
+    assert sizes[1] == pytest.approx(3.8e38) and not sizes[1] < LIMIT
+    assert not sizes[2] < LIMIT  # NaN: a risk, never "small"

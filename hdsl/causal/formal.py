@@ -170,6 +170,7 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
     import torch
 
     from hdsl.bounds import compute_bounds
+    from hdsl.overflow import largest_values, limit_for
 
     groups = _check_groups(model, alignment, groups)
     limit = max_eps(model, alignment)
@@ -243,6 +244,8 @@ def certify(net, model: CausalModel, alignment: Alignment, groups, eps: float, i
         lb, _ = compute_bounds(ig, centre - eps, centre + eps, C, method=method, need_upper=False,
                                device="cpu", arithmetic=arithmetic)
         ok = (lb > 0).all(dim=1) if n_out > 1 else lb[:, 0] > 0
+        sizes, _ = largest_values(ig, centre - eps, centre + eps)
+        ok &= sizes < limit_for(arithmetic)  # no proof where a value may overflow (hdsl.overflow)
         proved += int(ok.sum())
         done += m
     return FormalResult(groups, eps, method, done, proved, centre_ok, time.perf_counter() - t0, tuple(fails),
