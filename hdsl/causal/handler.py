@@ -15,12 +15,9 @@ from hdsl.results import MeasurementResult, Status
 
 
 def load_graph(network):
-    from hdsl.nn import load_onnx
+    from hdsl.nn import network_graph
 
-    graph = load_onnx(network.path)
-    if network.mean is not None and network.std is not None:
-        graph = graph.with_normalization(network.mean, network.std)
-    return graph
+    return network_graph(network)
 
 
 def resolve_sites(alignment, graph):

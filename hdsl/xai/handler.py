@@ -28,15 +28,12 @@ _ATTRS: dict = {}
 
 def load_model(network):
     """The network as a channel-first torch module on raw inputs (normalisation folded in)."""
-    from hdsl.nn import load_onnx
+    from hdsl.nn import network_graph
     from hdsl.xai.model import ChannelFirst
 
     key = network
     if key not in _GRAPHS:
-        graph = load_onnx(network.path)
-        if network.mean is not None and network.std is not None:
-            graph = graph.with_normalization(network.mean, network.std)
-        _GRAPHS[key] = ChannelFirst(graph, tuple(network.input_shape))
+        _GRAPHS[key] = ChannelFirst(network_graph(network), tuple(network.input_shape))
     return _GRAPHS[key]
 
 
