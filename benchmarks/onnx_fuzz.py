@@ -144,39 +144,43 @@ def run_one(seed: int, workdir: Path, bounds: str | None = None) -> tuple[str, s
     checked against onnxruntime on samples."""
     import onnx
 
-    from hdsl.diagnostics import HdslError
-    from hdsl.nn import load_onnx
-
     rng = random.Random(seed)
     name, data = rng.choice(corpus())
     model = mutate(onnx.load_from_string(data), rng)
     path = workdir / f"m{seed}.onnx"
     path.write_bytes(model.SerializeToString())
     try:
-        graph = load_onnx(path)
-    except HdslError as err:
-        path.unlink(missing_ok=True)
-        for d in err.diagnostics:
-            if d.span is None and d.path is None:
-                return name, "diagnostic", f"diagnostic without a location: {d.render()}"
-        return name, "diagnostic", None
-    except RecursionError:
-        path.unlink(missing_ok=True)
-        return name, "crash", "RecursionError"
-    except Exception:  # noqa: BLE001 - what the fuzzer looks for
-        path.unlink(missing_ok=True)
-        return name, "crash", traceback.format_exc(limit=-3)
-    outcome = "unchecked" if graph.ort_max_abs_diff is None else "imported"
-    try:
-        if bounds and outcome == "imported":
-            violation = bounds_violation(graph, path, rng, bounds)
-            if violation:
-                return name, "unsound", violation
-    except Exception:  # noqa: BLE001
-        return name, "crash", traceback.format_exc(limit=-3)
+        return (name, *_judge(path, rng, bounds))
     finally:
         path.unlink(missing_ok=True)
-    return name, outcome, None
+
+
+def _judge(path: Path, rng: random.Random, bounds: str | None) -> tuple[str, str | None]:
+    """(outcome, failure or None) of importing the mutant at ``path`` (and bounding it)."""
+    from hdsl.diagnostics import HdslError
+    from hdsl.nn import load_onnx
+
+    try:
+        graph = load_onnx(path)
+    except HdslError as err:
+        for d in err.diagnostics:
+            if d.span is None and d.path is None:
+                return "diagnostic", f"diagnostic without a location: {d.render()}"
+        return "diagnostic", None
+    except RecursionError:
+        return "crash", "RecursionError"
+    except Exception:  # noqa: BLE001 - what the fuzzer looks for
+        return "crash", traceback.format_exc(limit=-3)
+    if graph.ort_max_abs_diff is None:
+        return "unchecked", None
+    if bounds:
+        try:
+            violation = bounds_violation(graph, path, rng, bounds)
+        except Exception:  # noqa: BLE001
+            return "crash", traceback.format_exc(limit=-3)
+        if violation:
+            return "unsound", violation
+    return "imported", None
 
 
 def main(argv: list[str] | None = None) -> int:
