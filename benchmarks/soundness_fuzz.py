@@ -35,6 +35,10 @@ sample of the ball (strict argmax in the set, ties unsafe), each counterexample
 must lie in the ball and violate, and no method may prove a level another
 falsifies; proofs must also be monotone (a proved set's supersets proved).
 
+``--arch conv`` draws small conv nets instead of MLPs (1-2 x 4 x 4 inputs; conv, optional
+batch norm and average pooling; 50,000 samples of a small box, no corners; the spec's sampled
+boundary within -2 % / +40 % of the margin's spread), and the float32 oracle is onnxruntime itself.
+
 One JSON line per (seed, arithmetic) goes to ``--out``; the summary is printed
 at the end and the exit status is 1 if anything failed. Nothing here is timed:
 it is a search for wrong answers, run by hand (see ``benchmarks/README.md``).
@@ -151,6 +155,58 @@ def make_instance(seed: int, folder: Path):
     return net, lo, hi, pts, spec, network
 
 
+class ConvModel:
+    """A random conv net (``hdsl.nn.build.random_convnet``) as the oracle evaluates it: onnxruntime
+    for float32 (the real model), the imported graph in float64 for real arithmetic."""
+
+    def __init__(self, path: Path):
+        from hdsl.nn import load_onnx
+
+        self.path = path
+        self.graph = load_onnx(path)
+        self.input_size = int(np.prod(self.graph.input_shape))
+        self.output_size = self.graph.output_size
+
+    def outputs(self, x: np.ndarray, arithmetic: str) -> np.ndarray:
+        import torch
+
+        from hdsl.nn.ort import run_onnx
+
+        x = np.asarray(x, np.float32)
+        if arithmetic == "float32":
+            return run_onnx(self.path, x).astype(np.float64)
+        with torch.no_grad():
+            xs = torch.from_numpy(x.astype(np.float64)).reshape(len(x), *self.graph.input_shape)
+            return self.graph.exact.forward(xs).reshape(len(x), -1).numpy()
+
+
+def make_conv_instance(seed: int, folder: Path):
+    """A conv net on a 1-2 x 4 x 4 input (conv, optional batch norm and average pooling), a small
+    box (16-32 inputs: samples only, no corners) and a spec shifted to the sampled boundary."""
+    from hdsl import ir
+    from hdsl.nn.build import random_convnet, save
+
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 3)), 4, 4)
+    model = random_convnet(rng, in_shape=shape, channels=tuple(int(c) for c in rng.integers(2, 4, 2)), hidden=6,
+                           classes=int(rng.integers(2, 5)), stride=int(rng.integers(1, 3)),
+                           batchnorm=bool(rng.random() < 0.5), avgpool=bool(rng.random() < 0.5))
+    path = Path(save(model, folder / f"conv{seed}.onnx"))
+    net = ConvModel(path)
+    n = net.input_size
+    centre = rng.uniform(-1, 1, size=n)
+    radius = rng.uniform(0.01, 0.15, size=n)
+    lo, hi = (centre - radius).astype(F32).astype(np.float64), (centre + radius).astype(F32).astype(np.float64)
+    pts = np.clip(rng.uniform(lo, hi, size=(SAMPLES, n)).astype(F32), lo.astype(F32), hi.astype(F32))
+    disjuncts = random_constraints(rng, net.output_size)
+    base = margins(shifted_spec(disjuncts, 0.0), net.outputs(pts, "real"))
+    spread = float(base.max() - base.min()) or 1.0
+    # wider than the MLPs' band: in 16-32 dimensions the samples miss the true minimum by more
+    shift = float(np.round(-base.min() + spread * rng.uniform(-0.02, 0.4), 6))
+    network = ir.Network(f"conv{seed}", str(path), shape)
+    return net, lo, hi, pts, shifted_spec(disjuncts, shift), network
+
+
 def methods(budget: float):
     from hdsl.backends.bounds import BoundsBackend
     from hdsl.backends.z3 import Z3Backend
@@ -164,19 +220,26 @@ def methods(budget: float):
     }
 
 
-def fuzz_one(seed: int, arithmetic: str, budget: float, folder: Path) -> dict:
+def fuzz_one(seed: int, arithmetic: str, budget: float, folder: Path, arch: str = "mlp") -> dict:
     from hdsl import ir
     from hdsl.backends import Budget
     from hdsl.results import Verdict
 
-    net, lo, hi, pts, spec, network = make_instance(seed, folder)
-    ys = outputs(net, pts, arithmetic)
+    if arch == "conv":
+        net, lo, hi, pts, spec, network = make_conv_instance(seed, folder)
+        evaluate = net.outputs
+    else:
+        net, lo, hi, pts, spec, network = make_instance(seed, folder)
+        evaluate = lambda x, a: outputs(net, x, a)  # noqa: E731
+    ys = evaluate(pts, arithmetic)
     m = margins(spec, ys)
     violated = bool(violations(m, ys, arithmetic).any())
     q = ir.Query(f"fuzz{seed}", network, ir.Box(tuple(lo), tuple(hi)), spec, "fuzz",
                  options=ir.CheckOptions(arithmetic=arithmetic))
-    row = {"seed": seed, "arithmetic": arithmetic, "inputs": net.input_size,
-           "layers": [int(l.weight.shape[0]) for l in net.layers], "disjuncts": len(spec.unsafe),
+    layers = [int(l.weight.shape[0]) for l in net.layers] if arch == "mlp" else \
+        [n.op for n in net.graph.nodes[1:]]
+    row = {"seed": seed, "arithmetic": arithmetic, "arch": arch, "inputs": net.input_size,
+           "layers": layers, "disjuncts": len(spec.unsafe),
            "sampled_min_margin": float(m.min()), "sampled_violation": violated, "verdicts": {}, "failures": []}
     for name, (backend, seconds) in methods(budget).items():
         t0 = time.monotonic()
@@ -195,7 +258,7 @@ def fuzz_one(seed: int, arithmetic: str, budget: float, folder: Path) -> dict:
             if x is None or np.any(x < lo) or np.any(x > hi):
                 row["failures"].append(f"bad counterexample: {name}: outside the box")
                 continue
-            y = outputs(net, x[None], arithmetic)
+            y = evaluate(x[None], arithmetic)
             if not violations(margins(spec, y), y, arithmetic)[0]:
                 row["failures"].append(f"bad counterexample: {name}: margin {margins(spec, y)[0]:.3g} is safe")
     decided = {k: v["verdict"] for k, v in row["verdicts"].items() if v["verdict"] in ("proved", "falsified")}
@@ -321,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="append one JSON line per run")
     ap.add_argument("--kind", default="queries", choices=("queries", "levels"),
                     help="queries: every backend on OR-of-AND specs; levels: the hierarchy level driver")
+    ap.add_argument("--arch", default="mlp", choices=("mlp", "conv"),
+                    help="with --kind queries: random MLPs (the default) or small conv nets (conv, batch norm, "
+                         "average pooling) judged against onnxruntime")
     args = ap.parse_args(argv)
 
     import torch
@@ -333,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in parse_seeds(args.seeds):
             for arithmetic in arithmetics:
-                one = fuzz_one if args.kind == "queries" else fuzz_levels_one
-                row = one(seed, arithmetic, args.budget, Path(tmp))
+                if args.kind == "queries":
+                    row = fuzz_one(seed, arithmetic, args.budget, Path(tmp), args.arch)
+                else:
+                    row = fuzz_levels_one(seed, arithmetic, args.budget, Path(tmp))
                 counts["runs"] += 1
                 counts["failed"] += bool(row["failures"])
                 for name, v in row["verdicts"].items():
