@@ -291,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also decide the first two items of each check of the quick specs (not the "
                              "CIFAR-10 ones) with this budget each; with --target vnnlib, decide each mutant "
                              "on ACAS Xu 1_1")
+    parser.add_argument("--cifar", action="store_true",
+                        help="with --solve: mutate the CIFAR-10 specs (hierarchy, XAI) instead of the quick ones")
     parser.add_argument("--show", type=int, default=None, help="print the mutated spec of this seed")
     args = parser.parse_args(argv)
+    if args.cifar:
+        QUICK[:] = [p for p in SPECS if p.name.startswith("cifar10")]
     if args.show is not None:
         rng = random.Random(args.show)
         spec = rng.choice(QUICK if args.solve else SPECS)

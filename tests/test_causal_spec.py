@@ -110,6 +110,8 @@ causal model add {
     ("alignment both of circuit to net { P -> layer \"h\"[0:4]  Q -> layer \"h\"[2:6] }\n"
      "property p = iia(net, circuit, both, over all, intervene {P, Q}) >= 0.9\ncheck p", "C211", "overlapping"),
     ("property p = iia(net, circuit, right, over all, intervene {P}, seed -1) >= 0.9\ncheck p", "E304", "seed"),
+    ("property p = iia(net, circuit, right, over all, intervene {P}) >= 0.9 with samples 1e12\ncheck p", "E701",
+     "at most 10,000,000"),
     ("property p = iia(net, circuit, right, over all, intervene {P}) >= 0.9 with confidence 0.9 seed 0.5\ncheck p",
      "E304", "seed"),
     ("alignment bad of circuit to net { Z -> layer \"h\"[0:4] }\n"

@@ -213,3 +213,14 @@ def test_decide():
     assert S.decide(iv, "<=", 0.2) is Status.INCONCLUSIVE
     assert S.decide(iv, ">=", 0.1) is Status.PASS
     assert S.decide(iv, ">=", 0.3) is Status.FAIL
+
+
+def test_more_steps_than_features_is_a_diagnostic():
+    """A step count above the number of features only repeats points; a huge one exhausted memory."""
+    from hdsl.diagnostics import HdslError
+    from hdsl.xai.metrics import step_counts
+
+    assert step_counts(8, 4).tolist() == [0, 2, 4, 6, 8]
+    with pytest.raises(HdslError) as e:
+        step_counts(8, 9)
+    assert e.value.diagnostics[0].code == "X025"

@@ -107,6 +107,10 @@ def test_no_images_lower_to_no_items(workdir):
     ("property f = sufficient(net, test, of ig)\n", "top k of EXPLAINER"),
     ("property f = faithfulness(net, ig, test, metric srg, removal learned(3)) <= 1\n", "in-painter file"),
     ("property f = faithfulness(net, ig, test, metric srg) <= 1 with confidence 0.9 seed -1\n", "a seed is an integer"),
+    ("property f = faithfulness(net, ig, test, metric srg, steps 999999999999999999999) <= 1\n",
+     "steps must be an integer from 1 to 1,000,000"),  # found by the spec fuzzer: it exhausted memory
+    ("explainer big = integrated_gradients(net, steps 1e9)\nproperty f = faithfulness(net, big, test, metric srg) <= 1\n",
+     "steps must be an integer from 1 to 1,000,000"),
     ("explainer r2 = random(net, seed 4294967296)\nproperty f = faithfulness(net, r2, test, metric srg) <= 1\n",
      "a seed is an integer from 0 to 4294967295"),
 ])

@@ -43,18 +43,23 @@ def _err(code: str, message: str, node, hint: str | None = None) -> HdslError:
 # --------------------------------------------------------------------------- causal models
 
 
-def _int(spec, node, what: str) -> int:
+COUNT_MAX = 10**7  # sample counts and domain bounds: larger ones only exhaust memory or time
+
+
+def _int(spec, node, what: str, maximum: int | None = COUNT_MAX) -> int:
     v = spec.fold(node)
     if v is None:
         raise HdslError([])
     if isinstance(v, tuple) or Fraction(v).denominator != 1:
         raise _err(E, f"{what} must be an integer", node)
+    if maximum is not None and abs(v) > maximum:
+        raise _err(E, f"{what} must be at most {maximum:,} in magnitude", node)
     return int(v)
 
 
 def _neuron(spec, node) -> int:
     """A neuron index of an alignment range (its end is checked against the node's width later)."""
-    v = _int(spec, node, "a neuron index")
+    v = _int(spec, node, "a neuron index", maximum=None)
     if v >= 2**31:
         raise _err(E_ALIGN, f"neuron index {v:.3g} is past any layer's width", node)
     return v

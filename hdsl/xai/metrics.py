@@ -121,7 +121,11 @@ def _features_to_mask(chosen: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
 
 
 def step_counts(n_features: int, steps: int, device=None) -> torch.Tensor:
-    """``floor(j·F/T)`` for j = 0..T."""
+    """``floor(j·F/T)`` for j = 0..T. More steps than features would only repeat points (and a
+    huge T exhausts memory), so T is at most F."""
+    if not 1 <= steps <= n_features:
+        raise HdslError.single("X025", f"steps {steps} must be between 1 and the {n_features} features of an image",
+                               hint="use at most one step per feature (pixel, channel element or patch)")
     return torch.tensor([(j * n_features) // steps for j in range(steps + 1)], device=device)
 
 

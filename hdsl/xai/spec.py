@@ -55,10 +55,13 @@ def _number(spec, node, what: str) -> Fraction:
     return Fraction(v)
 
 
-def _int(spec, node, what: str, minimum: int = 0) -> int:
+COUNT_MAX = 10**6  # steps, samples, patch sizes ...: larger ones only exhaust memory or time
+
+
+def _int(spec, node, what: str, minimum: int = 0, maximum: int = COUNT_MAX) -> int:
     v = _number(spec, node, what)
-    if v.denominator != 1 or v < minimum:
-        raise _err(E, f"{what} must be an integer >= {minimum}", node)
+    if v.denominator != 1 or not minimum <= v <= maximum:
+        raise _err(E, f"{what} must be an integer from {minimum} to {maximum:,}", node)
     return int(v)
 
 
