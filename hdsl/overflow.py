@@ -46,13 +46,18 @@ def largest_values(graph, lo, hi) -> tuple[torch.Tensor, list[str]]:
     for name, (low, high) in state.bounds.items():
         if low.numel() == 0:
             continue
-        size = torch.maximum(low.abs(), high.abs()).reshape(batch, -1).amax(1)
-        size = torch.where(torch.isnan(low.reshape(batch, -1)).any(1) | torch.isnan(high.reshape(batch, -1)).any(1),
-                           torch.full_like(size, math.nan), size)
+        size = torch.maximum(low.abs(), high.abs()).reshape(batch, -1).amax(1)  # both propagate NaN
         grow = ~(size <= best) & ~torch.isnan(best)  # larger, or NaN; a NaN already found stays
         best = torch.where(grow, size, best)
         where = [name if g else w for g, w in zip(grow.tolist(), where)]
     return best, where
+
+
+# (network, its imported graph, arithmetic, box bytes) -> reason or None. The levels of one input
+# share a ball, and a query can pass the guard twice (the Query handler, then solve_query): one
+# interval pass each. The imported graph object stands for the file's contents (hdsl.nn caches
+# one per content digest), so a model rewritten in place is bounded again.
+_RISKS: dict[tuple, str | None] = {}
 
 
 def overflow_risk(query) -> str | None:
@@ -60,17 +65,26 @@ def overflow_risk(query) -> str | None:
     import numpy as np
 
     from hdsl.check_options import arithmetic_of
-    from hdsl.nn import network_graph
+    from hdsl.nn import load_onnx, network_graph
     from hdsl.regions import boxes
 
     region_boxes = boxes(query.region, query.network)
-    graph = network_graph(query.network)
-    shape = (len(region_boxes), *graph.input_shape)
-    lo = np.stack([b[0] for b in region_boxes]).reshape(shape)
-    hi = np.stack([b[1] for b in region_boxes]).reshape(shape)
-    sizes, where = largest_values(graph, lo, hi)
-    limit = limit_for(arithmetic_of(query))
-    for size, name in zip(sizes.tolist(), where):
+    lo = np.stack([b[0] for b in region_boxes])
+    hi = np.stack([b[1] for b in region_boxes])
+    arithmetic = arithmetic_of(query)
+    key = (query.network, load_onnx(query.network.path), arithmetic, lo.tobytes(), hi.tobytes())
+    if key not in _RISKS:
+        if len(_RISKS) >= 1024:
+            _RISKS.clear()
+        graph = network_graph(query.network)
+        shape = (len(region_boxes), *graph.input_shape)
+        sizes, where = largest_values(graph, lo.reshape(shape), hi.reshape(shape))
+        _RISKS[key] = _reason(sizes.tolist(), where, limit_for(arithmetic))
+    return _RISKS[key]
+
+
+def _reason(sizes: list[float], where: list[str], limit: float) -> str | None:
+    for size, name in zip(sizes, where):
         if not size < limit:  # NaN-safe
             if name == "the input":
                 return f"the input region reaches {size:.3g}"
@@ -83,6 +97,7 @@ def without_overflowing_proofs(result, query):
     """``result``, with a ``proved`` downgraded to ``unknown`` when the region may overflow."""
     from dataclasses import replace
 
+    from hdsl.check_options import arithmetic_of
     from hdsl.results import Verdict
 
     if result.verdict is not Verdict.PROVED:
@@ -90,8 +105,6 @@ def without_overflowing_proofs(result, query):
     why = overflow_risk(query)
     if why is None:
         return result
-    from hdsl.check_options import arithmetic_of
-
     what = "exceed hdsl's float64 bound arithmetic" if arithmetic_of(query) == "real" else "overflow float32"
     note = (f"not proved: values of the network may {what} in this region ({why}); hdsl proves nothing "
             "about computations that overflow")

@@ -189,6 +189,8 @@ def solve_queries(queries: list[Query], budget: Budget | float | None = None) ->
         ts = [q.options.timeout for q in queries]
         budget = None if any(t is None for t in ts) else float(sum(ts))
     budget = as_budget(budget)
+    from hdsl.overflow import without_overflowing_proofs
+
     results: list[Result | None] = [None] * len(queries)
     batched: dict[int, Result] = {}
     first = PORTFOLIO[0] if PORTFOLIO else None
@@ -206,8 +208,6 @@ def solve_queries(queries: list[Query], budget: Budget | float | None = None) ->
     for i, q in enumerate(queries):
         r = batched.get(i)
         if r is not None and (r.verdict in (Verdict.PROVED, Verdict.FALSIFIED) or q.options.backend == first):
-            from hdsl.overflow import without_overflowing_proofs
-
             results[i] = without_overflowing_proofs(r, q)
         elif r is not None:  # continue the auto portfolio after the batched first backend
             results[i] = _portfolio(q, budget, PORTFOLIO[1:], r, t0)

@@ -56,51 +56,44 @@ def load_onnx(path: str | os.PathLike) -> Graph:
     except Exception as err:  # noqa: BLE001 - protobuf raises many types
         raise HdslError.single("E501", f"{str(path)!r} is not a readable ONNX model: {err}", path=str(path),
                                hint="check that the file is an ONNX model and not, e.g., a Git LFS pointer") from None
-    problem = _onnxruntime_problem(p)
-    if problem is not None:
-        raise HdslError.single("E506", f"onnxruntime cannot run {str(path)!r}: {problem}", path=str(path),
-                               hint="hdsl verifies only models that onnxruntime runs, so that its import can be "
-                                    "checked and counterexamples replayed on the real model; repair or re-export "
-                                    "the model (onnx.checker.check_model shows what is wrong)")
+    reference = _onnxruntime_reference(p)
     graph = import_model(model, str(path))
-    graph.ort_max_abs_diff = _check_with_onnxruntime(graph)
+    graph.ort_max_abs_diff = _check_with_onnxruntime(graph, reference)
     _CACHE[key] = graph
     return graph
 
 
-def _onnxruntime_problem(path: Path) -> str | None:
-    """Why onnxruntime cannot load the model or run it on zeros, or None when it can. Asked
-    before the import: a model that onnxruntime rejects (a bias of the wrong size, a kernel_shape
-    that contradicts the weights, a MatMul with three inputs) would otherwise be imported under
-    hdsl's own reading of it, and proofs would be about that reading."""
-    from hdsl.nn.ort import session
+def _onnxruntime_reference(path: Path, n: int = 4) -> tuple[np.ndarray, np.ndarray] | None:
+    """onnxruntime's outputs on ``n`` random inputs in [-1, 1] (``(x, y)``), asked before the
+    import: a model that onnxruntime rejects (a bias of the wrong size, a kernel_shape that
+    contradicts the weights, a MatMul with three inputs) is E506, where it would otherwise be
+    imported under hdsl's own reading of it, and proofs would be about that reading. None for
+    inputs the import itself refuses (not exactly one, or symbolic per-sample dimensions)."""
+    from hdsl.nn.ort import run_onnx, session
 
     try:
-        sess = session(path)
-        inputs = sess.get_inputs()
-        if len(inputs) != 1:
-            return None  # the import reports the number of inputs
-        dims = [d if isinstance(d, int) and d > 0 else 1 for d in inputs[0].shape]
-        sess.run(None, {inputs[0].name: np.zeros(dims, np.float32)})
+        inputs = session(path).get_inputs()
+        dims = inputs[0].shape[1:] if len(inputs) == 1 else None
+        if dims is None or not all(isinstance(d, int) and d > 0 for d in dims):
+            return None
+        x = np.random.default_rng(0).uniform(-1, 1, size=(n, math.prod(dims))).astype(np.float32)
+        return x, run_onnx(path, x)
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return text.replace("[ONNXRuntimeError] : ", "")[:400]
-    return None
+        raise HdslError.single("E506", f"onnxruntime cannot run {str(path)!r}: "
+                               f"{text.replace('[ONNXRuntimeError] : ', '')[:400]}", path=str(path),
+                               hint="hdsl verifies only models that onnxruntime runs, so that its import can be "
+                                    "checked and counterexamples replayed on the real model; repair or re-export "
+                                    "the model (onnx.checker.check_model shows what is wrong)") from None
 
 
-def _check_with_onnxruntime(graph: Graph, n: int = 4) -> float | None:
-    """Max |torch - onnxruntime| on ``n`` random inputs in [-1, 1]; a real disagreement is E505.
-
-    ``None`` when onnxruntime cannot run the file (replay will then fail loudly).
-    """
-    from hdsl.nn.ort import run_onnx
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(n, math.prod(graph.input_shape))).astype(np.float32)
-    try:
-        ref = run_onnx(graph.source_path, x)
-    except Exception:  # noqa: BLE001 - onnxruntime's own errors are reported at replay time
+def _check_with_onnxruntime(graph: Graph, reference: tuple[np.ndarray, np.ndarray] | None) -> float | None:
+    """Max |torch - onnxruntime| on the reference inputs; a real disagreement is E505, NaN or
+    infinite outputs E507. ``None`` without a reference."""
+    if reference is None:
         return None
+    x, ref = reference
+    n = len(x)
     with torch.no_grad():
         ours = graph.forward(torch.from_numpy(x).reshape(n, *graph.input_shape)).numpy()
     if not np.all(np.isfinite(ref)):
